@@ -1,0 +1,765 @@
+//! The HTTP front: decodes requests, sends them to the verbs in `resources`, and
+//! encodes answers (objects, lists, Tables, watch streams, Status errors).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State as AxumState};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::discovery;
+use super::errors::{ApiError, ApiResult};
+use super::registry::ResourceType;
+use super::resources::{
+    to_version, DeleteOptions, FieldValidation, PatchKind, State, Subresource, WriteOptions,
+};
+use super::routes::{self, ResourcePath, Route};
+use super::selectors::{supported_fields, FieldSelector, LabelSelector};
+use super::table::{self, IncludeObject};
+use super::telemetry::Metrics;
+use super::watch::{self, WatchRequest};
+
+/// The largest request body kube-apiserver accepts.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub struct App {
+    pub state: Arc<State>,
+    pub server_address: String,
+    pub bookmark_interval: Duration,
+    pub metrics: Metrics,
+}
+
+pub type Query = HashMap<String, String>;
+
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(app)
+}
+
+async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (verb, resource, result) = dispatch(&app, req).await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let code = response.status().as_u16();
+    app.metrics
+        .observe_request(verb, &resource, code, started.elapsed());
+    tracing::debug!(%method, %path, code, elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+/// The verb and resource (for metrics) and the answer.
+type Outcome = (&'static str, String, ApiResult<Response>);
+
+async fn dispatch(app: &Arc<App>, req: Request) -> Outcome {
+    let route = routes::parse(req.uri().path());
+    let query = parse_query(req.uri().query());
+    if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
+        let e = ApiError::method_not_allowed(req.method().as_str(), "this path");
+        return ("other", String::new(), Err(e));
+    }
+    let Route::Resource(path) = route else {
+        return ("get", String::new(), serve_document(app, route));
+    };
+    let resource = path.plural.clone();
+    let verb = verb_of(req.method(), &path, &query);
+    (
+        verb,
+        resource,
+        resource_request(app, req, path, query, verb).await,
+    )
+}
+
+/// Everything that is not an object: version, health, metrics, discovery, OpenAPI.
+fn serve_document(app: &App, route: Route) -> ApiResult<Response> {
+    let registry = &app.state.registry;
+    let doc = match route {
+        Route::Version => Some(discovery::version()),
+        Route::Health(_) => return Ok((StatusCode::OK, "ok").into_response()),
+        Route::Metrics => {
+            return Ok(app
+                .metrics
+                .render(app.state.store.current_rv())
+                .into_response())
+        }
+        Route::CoreVersions => Some(discovery::core_versions(&app.server_address)),
+        Route::GroupList => Some(discovery::group_list(registry)),
+        Route::Group(g) => discovery::group(registry, &g),
+        Route::ResourceList { group, version } => {
+            discovery::resource_list(registry, &group, &version)
+        }
+        Route::OpenApiV3Root => Some(discovery::openapi_root(registry)),
+        Route::OpenApiV3 { group, version } => registry
+            .group_versions()
+            .iter()
+            .any(|(g, vs)| *g == group && vs.contains(&version))
+            .then(|| discovery::openapi_document(registry, &group, &version)),
+        Route::OpenApiV2 | Route::Unknown | Route::Resource(_) => None,
+    };
+    doc.map(|d| json_response(StatusCode::OK, &d))
+        .ok_or_else(ApiError::not_found_path)
+}
+
+fn verb_of(method: &Method, path: &ResourcePath, query: &Query) -> &'static str {
+    let collection = path.name.is_none();
+    match *method {
+        Method::GET if path.watch || is_true(query.get("watch")) => "watch",
+        Method::GET if collection => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if collection => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+fn is_true(v: Option<&String>) -> bool {
+    matches!(v.map(String::as_str), Some("true" | "1"))
+}
+
+fn parse_query(q: Option<&str>) -> Query {
+    form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn resource_request(
+    app: &Arc<App>,
+    req: Request,
+    path: ResourcePath,
+    query: Query,
+    verb: &'static str,
+) -> ApiResult<Response> {
+    let rt = app
+        .state
+        .registry
+        .lookup(&path.group, &path.version, &path.plural)
+        .ok_or_else(ApiError::not_found_path)?;
+    if rt.namespaced != path.namespace.is_some() && !(rt.namespaced && path.name.is_none()) {
+        return Err(ApiError::not_found_path());
+    }
+    let sub = match path.subresource.as_deref() {
+        None => Subresource::Main,
+        Some("status") if rt.status => Subresource::Status,
+        Some("scale") if rt.scale.is_some() => Subresource::Scale,
+        Some("finalize") if rt.plural == "namespaces" && rt.group.is_empty() => Subresource::Main,
+        Some(_) => return Err(ApiError::not_found_path()),
+    };
+    let ns = path.namespace.clone().unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let ctx = Ctx {
+        app,
+        rt: &rt,
+        version: &path.version,
+        ns: &ns,
+        query: &query,
+        headers: &headers,
+    };
+    match (verb, path.name.as_deref()) {
+        ("watch", _) => ctx.watch(path.name.as_deref()),
+        ("list", None) => ctx.list(),
+        ("get", Some(name)) => ctx.get(name, sub),
+        ("create", None) if path.namespace.is_some() || !rt.namespaced => {
+            let obj = decode_body(&headers, read_body(body).await?)?;
+            ctx.create(obj)
+        }
+        ("update", Some(name)) => {
+            let obj = decode_body(&headers, read_body(body).await?)?;
+            ctx.update(name, obj, sub)
+        }
+        ("patch", Some(name)) => {
+            let kind = patch_kind(&headers, &rt)?;
+            let bytes = read_body(body).await?;
+            ctx.patch(name, kind, &bytes, sub)
+        }
+        ("delete", Some(name)) if sub == Subresource::Main => {
+            let bytes = read_body(body).await?;
+            ctx.delete(name, &bytes)
+        }
+        ("deletecollection", None) => ctx.delete_collection(),
+        (verb, _) => Err(ApiError::method_not_allowed(
+            verb,
+            &format!("resources of kind \"{}\"", rt.plural),
+        )),
+    }
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large())
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses a JSON or YAML body into an object.
+fn decode_body(headers: &HeaderMap, body: Bytes) -> ApiResult<Value> {
+    let ct = content_type(headers);
+    if !matches!(
+        ct.as_str(),
+        "" | "application/json" | "application/yaml" | "text/yaml" | "application/apply-patch+yaml"
+    ) {
+        return Err(ApiError::unsupported_media_type(&[
+            "application/json",
+            "application/yaml",
+        ]));
+    }
+    parse_document(&body)
+}
+
+fn parse_document(body: &[u8]) -> ApiResult<Value> {
+    let value = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => v,
+        Err(json_err) => serde_yaml::from_slice::<Value>(body).map_err(|_| {
+            ApiError::bad_request(format!(
+                "the request body is not valid JSON or YAML: {json_err}"
+            ))
+        })?,
+    };
+    Ok(value)
+}
+
+fn patch_kind(headers: &HeaderMap, rt: &ResourceType) -> ApiResult<PatchKind> {
+    match content_type(headers).as_str() {
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" if rt.builtin => Ok(PatchKind::Strategic),
+        "application/apply-patch+yaml" => Ok(PatchKind::Apply),
+        _ => Err(ApiError::unsupported_media_type(&patch_types(rt))),
+    }
+}
+
+/// The patch content types a resource accepts: strategic merge only for built-ins.
+pub fn patch_types(rt: &ResourceType) -> Vec<&'static str> {
+    let mut types = vec![
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    ];
+    if rt.builtin {
+        types.push("application/strategic-merge-patch+json");
+    }
+    types.push("application/apply-patch+yaml");
+    types
+}
+
+struct Ctx<'a> {
+    app: &'a Arc<App>,
+    rt: &'a Arc<ResourceType>,
+    version: &'a str,
+    ns: &'a str,
+    query: &'a Query,
+    headers: &'a HeaderMap,
+}
+
+/// How the client wants objects rendered.
+enum Rendering {
+    Plain,
+    Table(IncludeObject),
+    Metadata,
+}
+
+impl Ctx<'_> {
+    fn state(&self) -> &State {
+        &self.app.state
+    }
+
+    fn rendering(&self) -> ApiResult<Rendering> {
+        let accept = self
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let first = accept.split(',').next().unwrap_or_default();
+        if first.contains("as=Table") {
+            let include = IncludeObject::parse(self.query.get("includeObject").map(String::as_str))
+                .map_err(ApiError::bad_request)?;
+            return Ok(Rendering::Table(include));
+        }
+        if first.contains("as=PartialObjectMetadata") {
+            return Ok(Rendering::Metadata);
+        }
+        Ok(Rendering::Plain)
+    }
+
+    fn write_options(&self) -> ApiResult<WriteOptions> {
+        let validation = match self.query.get("fieldValidation").map(String::as_str) {
+            None | Some("") | Some("Warn") => FieldValidation::Warn,
+            Some("Strict") => FieldValidation::Strict,
+            Some("Ignore") => FieldValidation::Ignore,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+            )))
+            }
+        };
+        let manager = match self.query.get("fieldManager") {
+            Some(m) if m.len() > 128 => {
+                return Err(ApiError::bad_request(
+                    "fieldManager: Too long: may not be longer than 128",
+                ))
+            }
+            Some(m) => m.clone(),
+            None => self.user_agent_manager(),
+        };
+        let dry_run = match self.query.get("dryRun").map(String::as_str) {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported dry run option: {other:?}; supported values: \"All\""
+                )))
+            }
+        };
+        Ok(WriteOptions {
+            manager,
+            dry_run,
+            validation,
+            force: is_true(self.query.get("force")),
+        })
+    }
+
+    /// kube-apiserver names an unnamed manager after the User-Agent's program name.
+    fn user_agent_manager(&self) -> String {
+        let ua = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        ua.split('/')
+            .next()
+            .unwrap_or("unknown")
+            .chars()
+            .take(128)
+            .collect()
+    }
+
+    fn object_response(
+        &self,
+        status: StatusCode,
+        obj: Value,
+        warnings: &[String],
+    ) -> ApiResult<Response> {
+        let obj = to_version(self.rt, obj, self.version);
+        let body = match self.rendering()? {
+            Rendering::Plain => obj,
+            Rendering::Metadata => table::partial_metadata(&obj),
+            Rendering::Table(include) => {
+                let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+                table::table(self.rt, self.version, &[obj], meta, include, true)
+            }
+        };
+        let mut response = json_response(status, &body);
+        for w in warnings {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {:?}", w)) {
+                response.headers_mut().append(header::WARNING, v);
+            }
+        }
+        Ok(response)
+    }
+
+    fn get(&self, name: &str, sub: Subresource) -> ApiResult<Response> {
+        let obj = self.state().get(self.rt, self.ns, name)?.value();
+        match sub {
+            Subresource::Scale => Ok(json_response(
+                StatusCode::OK,
+                &super::resources::scale_of(self.rt, &obj)?,
+            )),
+            _ => self.object_response(StatusCode::OK, obj, &[]),
+        }
+    }
+
+    fn selectors(&self) -> ApiResult<(LabelSelector, FieldSelector)> {
+        let labels = LabelSelector::parse(
+            self.query
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(
+            self.query
+                .get("fieldSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+            supported_fields(&self.rt.group, &self.rt.plural),
+        )
+        .map_err(ApiError::bad_request)?;
+        Ok((labels, fields))
+    }
+
+    fn namespace_filter(&self) -> Option<&str> {
+        (self.rt.namespaced && !self.ns.is_empty()).then_some(self.ns)
+    }
+
+    fn list(&self) -> ApiResult<Response> {
+        let (labels, fields) = self.selectors()?;
+        let limit: usize = match self.query.get("limit").map(|l| l.parse::<i64>()) {
+            None => 0,
+            Some(Ok(n)) if n >= 0 => n as usize,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "limit must be a non-negative integer",
+                ))
+            }
+        };
+        let token = match self.query.get("continue").filter(|c| !c.is_empty()) {
+            Some(c) => Some(ContinueToken::decode(c)?),
+            None => None,
+        };
+        let start_after = token.as_ref().map(|t| (t.ns.clone(), t.name.clone()));
+        let (rv, items) =
+            self.state()
+                .store
+                .list(&self.rt.gr(), self.namespace_filter(), start_after.as_ref());
+        let snapshot_rv = token.as_ref().map_or(rv, |t| t.rv);
+        let filtering = !labels.is_empty() || !fields.is_empty();
+        let mut selected = Vec::new();
+        let mut next = None;
+        let mut scanned = 0;
+        for (key, stored) in &items {
+            scanned += 1;
+            if filtering {
+                let v = stored.value();
+                if !labels.matches(&v["metadata"]["labels"]) || !fields.matches(&v) {
+                    continue;
+                }
+            }
+            selected.push(stored.json.clone());
+            if limit > 0 && selected.len() == limit {
+                if scanned < items.len() {
+                    next = Some(
+                        ContinueToken {
+                            rv: snapshot_rv,
+                            ns: key.0.clone(),
+                            name: key.1.clone(),
+                        }
+                        .encode(),
+                    );
+                }
+                break;
+            }
+        }
+        let mut meta = json!({"resourceVersion": snapshot_rv.to_string()});
+        if let Some(next) = &next {
+            meta["continue"] = json!(next);
+            if !filtering {
+                meta["remainingItemCount"] = json!(items.len() - scanned);
+            }
+        }
+        self.list_response(selected, meta)
+    }
+
+    fn list_response(&self, items: Vec<Bytes>, meta: Value) -> ApiResult<Response> {
+        let same_version = self.version == self.rt.storage_version;
+        match self.rendering()? {
+            Rendering::Plain if same_version => Ok(raw_list_response(
+                &self.rt.api_version(self.version),
+                &format!("{}List", self.rt.kind),
+                &meta,
+                &items,
+            )),
+            rendering => {
+                let objects: Vec<Value> = items
+                    .iter()
+                    .map(|b| {
+                        to_version(
+                            self.rt,
+                            serde_json::from_slice(b).expect("stored JSON"),
+                            self.version,
+                        )
+                    })
+                    .collect();
+                let body = match rendering {
+                    Rendering::Table(include) => {
+                        table::table(self.rt, self.version, &objects, meta, include, true)
+                    }
+                    Rendering::Metadata => {
+                        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                        "items": objects.iter().map(table::partial_metadata).collect::<Vec<_>>()})
+                    }
+                    Rendering::Plain => {
+                        json!({"kind": format!("{}List", self.rt.kind), "apiVersion": self.rt.api_version(self.version), "metadata": meta, "items": objects})
+                    }
+                };
+                Ok(json_response(StatusCode::OK, &body))
+            }
+        }
+    }
+
+    fn watch(&self, name: Option<&str>) -> ApiResult<Response> {
+        let (labels, mut fields) = self.selectors()?;
+        if let Some(name) = name {
+            fields = FieldSelector::parse(&format!("metadata.name={name}"), &["metadata.name"])
+                .map_err(ApiError::bad_request)?;
+        }
+        let timeout = self
+            .query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(1800));
+        let table = match self.rendering()? {
+            Rendering::Table(include) => Some(include),
+            _ => None,
+        };
+        let request = WatchRequest {
+            rt: self.rt.clone(),
+            version: self.version.to_string(),
+            namespace: self.namespace_filter().map(String::from),
+            labels,
+            fields,
+            resource_version: self
+                .query
+                .get("resourceVersion")
+                .cloned()
+                .filter(|s| !s.is_empty()),
+            bookmarks: is_true(self.query.get("allowWatchBookmarks")),
+            send_initial_events: self.query.get("sendInitialEvents").map(|s| s == "true"),
+            timeout,
+            table,
+            bookmark_interval: self.app.bookmark_interval,
+        };
+        Ok(watch::serve(self.app.clone(), request))
+    }
+
+    fn create(&self, obj: Value) -> ApiResult<Response> {
+        let opts = self.write_options()?;
+        let w = self.state().create(self.rt, self.ns, obj, &opts)?;
+        self.object_response(StatusCode::CREATED, w.object, &w.warnings)
+    }
+
+    fn update(&self, name: &str, obj: Value, sub: Subresource) -> ApiResult<Response> {
+        let opts = self.write_options()?;
+        if sub == Subresource::Scale {
+            let patch = json!({"spec": {"replicas": obj["spec"]["replicas"]}, "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}});
+            let w = self.state().patch(
+                self.rt,
+                self.version,
+                self.ns,
+                name,
+                PatchKind::Merge,
+                &patch,
+                sub,
+                &opts,
+            )?;
+            return Ok(json_response(
+                StatusCode::OK,
+                &super::resources::scale_of(self.rt, &w.object)?,
+            ));
+        }
+        let w = self
+            .state()
+            .update(self.rt, self.ns, name, obj, sub, &opts)?;
+        self.object_response(StatusCode::OK, w.object, &w.warnings)
+    }
+
+    fn patch(
+        &self,
+        name: &str,
+        kind: PatchKind,
+        body: &[u8],
+        sub: Subresource,
+    ) -> ApiResult<Response> {
+        let opts = self.write_options()?;
+        if kind == PatchKind::Apply
+            && (opts.manager.is_empty() || !self.query.contains_key("fieldManager"))
+        {
+            return Err(ApiError::invalid_field(
+                self.rt,
+                name,
+                "fieldManager",
+                "FieldValueRequired",
+                "Required value: is required for apply patch",
+            ));
+        }
+        if kind != PatchKind::Apply && self.query.contains_key("force") {
+            return Err(ApiError::bad_request(
+                "force is only allowed for apply patches",
+            ));
+        }
+        let patch = if kind == PatchKind::Apply {
+            parse_document(body)?
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?
+        };
+        let w = self.state().patch(
+            self.rt,
+            self.version,
+            self.ns,
+            name,
+            kind,
+            &patch,
+            sub,
+            &opts,
+        )?;
+        if sub == Subresource::Scale {
+            return Ok(json_response(
+                StatusCode::OK,
+                &super::resources::scale_of(self.rt, &w.object)?,
+            ));
+        }
+        let status = if w.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        self.object_response(status, w.object, &w.warnings)
+    }
+
+    fn delete_options(&self, body: &[u8]) -> ApiResult<DeleteOptions> {
+        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {e}"))
+            })?
+        };
+        let text = |v: &Value| v.as_str().map(String::from);
+        let propagation = text(&body["propagationPolicy"])
+            .or_else(|| self.query.get("propagationPolicy").cloned())
+            .or_else(|| match body["orphanDependents"].as_bool() {
+                Some(true) => Some("Orphan".into()),
+                _ => None,
+            });
+        let dry_run = self.query.get("dryRun").is_some_and(|d| d == "All")
+            || body["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|x| x == "All"));
+        Ok(DeleteOptions {
+            propagation,
+            uid: text(&body["preconditions"]["uid"]),
+            resource_version: text(&body["preconditions"]["resourceVersion"]),
+            dry_run,
+        })
+    }
+
+    fn delete(&self, name: &str, body: &[u8]) -> ApiResult<Response> {
+        let opts = self.delete_options(body)?;
+        let obj = self.state().delete(self.rt, self.ns, name, &opts)?;
+        if super::objects::is_deleting(&obj)
+            && self
+                .state()
+                .store
+                .get(&self.rt.gr(), self.ns, name)
+                .is_some()
+        {
+            return self.object_response(StatusCode::OK, obj, &[]);
+        }
+        let mut details =
+            json!({"name": name, "kind": self.rt.plural, "uid": obj["metadata"]["uid"]});
+        if !self.rt.group.is_empty() {
+            details["group"] = json!(self.rt.group);
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+        ))
+    }
+
+    fn delete_collection(&self) -> ApiResult<Response> {
+        let (labels, fields) = self.selectors()?;
+        let opts = self.delete_options(&[])?;
+        let (rv, items) = self
+            .state()
+            .store
+            .list(&self.rt.gr(), self.namespace_filter(), None);
+        let mut deleted = Vec::new();
+        for ((ns, name), stored) in items {
+            let v = stored.value();
+            if !labels.matches(&v["metadata"]["labels"]) || !fields.matches(&v) {
+                continue;
+            }
+            match self.state().delete(self.rt, &ns, &name, &opts) {
+                Ok(obj) => {
+                    deleted.push(Bytes::from(serde_json::to_vec(&obj).expect("serializable")))
+                }
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.list_response(deleted, json!({"resourceVersion": rv.to_string()}))
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).expect("a Value always serializes");
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// A list built from stored bytes without parsing them.
+fn raw_list_response(api_version: &str, kind: &str, meta: &Value, items: &[Bytes]) -> Response {
+    let head = format!(
+        r#"{{"kind":{},"apiVersion":{},"metadata":{},"items":["#,
+        json!(kind),
+        json!(api_version),
+        meta
+    );
+    let len = head.len() + items.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(head.as_bytes());
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
+}
+
+/// Where a paginated list continues: after (ns, name), at the first page's version.
+struct ContinueToken {
+    rv: u64,
+    ns: String,
+    name: String,
+}
+
+impl ContinueToken {
+    fn encode(&self) -> String {
+        use base64::Engine;
+        let raw = json!({"v": "meta.k8s.io/v1", "rv": self.rv, "start": [self.ns, self.name]})
+            .to_string();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn decode(token: &str) -> ApiResult<Self> {
+        use base64::Engine;
+        let bad =
+            || ApiError::bad_request("continue key is not valid: the token could not be decoded");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+        Ok(ContinueToken {
+            rv: v["rv"].as_u64().ok_or_else(bad)?,
+            ns: v["start"][0].as_str().ok_or_else(bad)?.to_string(),
+            name: v["start"][1].as_str().ok_or_else(bad)?.to_string(),
+        })
+    }
+}

@@ -1,0 +1,355 @@
+//! The object store: every object of every resource as serialized JSON, ordered by
+//! (namespace, name) within its resource, one global resourceVersion sequence, and a
+//! bounded history of changes that watches replay from.
+//!
+//! Objects are kept as bytes, not parsed values: lists and watch events are mostly
+//! copying, and bytes cost a fraction of a `serde_json::Value`'s memory.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// Identifies a resource independently of the version it is served in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupResource {
+    pub group: String,
+    pub resource: String,
+}
+
+impl GroupResource {
+    pub fn new(group: &str, resource: &str) -> Self {
+        GroupResource {
+            group: group.to_string(),
+            resource: resource.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for GroupResource {
+    /// `deployments.apps`, or `pods` for the core group, as kube-apiserver's messages say.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}", self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// (namespace, name); the namespace is empty for cluster-scoped objects.
+pub type ObjectKey = (String, String);
+
+/// One stored object version.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub rv: u64,
+    pub json: Bytes,
+}
+
+impl Stored {
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).expect("the store holds valid JSON")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it. `prev` lets a filtered watch tell an object that
+/// stopped matching its selector (sent as DELETED) from one it never saw.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub gr: GroupResource,
+    pub namespace: String,
+    pub name: String,
+    pub kind: EventType,
+    pub object: Bytes,
+    pub prev: Option<Bytes>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoreError {
+    NotFound,
+    AlreadyExists,
+    /// The object's resourceVersion is not the one the write was based on.
+    Conflict,
+    /// The requested resourceVersion is older than the retained history.
+    Gone {
+        requested: u64,
+        oldest: u64,
+    },
+}
+
+/// What a write does to one key.
+pub enum Write {
+    Create(Value),
+    Update(Value),
+    Delete,
+}
+
+struct Inner {
+    rv: u64,
+    objects: HashMap<GroupResource, BTreeMap<ObjectKey, Stored>>,
+    history: VecDeque<Arc<Event>>,
+    /// Watches can resume from any resourceVersion >= this one.
+    oldest_resumable: u64,
+}
+
+pub struct Store {
+    inner: RwLock<Inner>,
+    history_limit: usize,
+    latest: tokio::sync::watch::Sender<u64>,
+}
+
+impl Store {
+    pub fn new(history_limit: usize) -> Self {
+        let (latest, _) = tokio::sync::watch::channel(1);
+        Store {
+            inner: RwLock::new(Inner {
+                rv: 1,
+                objects: HashMap::new(),
+                history: VecDeque::new(),
+                oldest_resumable: 1,
+            }),
+            history_limit: history_limit.max(1),
+            latest,
+        }
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.inner.read().unwrap().rv
+    }
+
+    pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Stored> {
+        let inner = self.inner.read().unwrap();
+        let key = (ns.to_string(), name.to_string());
+        inner.objects.get(gr)?.get(&key).cloned()
+    }
+
+    /// Objects of a resource in key order, after `start_after` when given, optionally
+    /// limited to one namespace, plus the resourceVersion of the snapshot.
+    pub fn list(
+        &self,
+        gr: &GroupResource,
+        namespace: Option<&str>,
+        start_after: Option<&ObjectKey>,
+    ) -> (u64, Vec<(ObjectKey, Stored)>) {
+        use std::ops::Bound;
+        let inner = self.inner.read().unwrap();
+        let Some(map) = inner.objects.get(gr) else {
+            return (inner.rv, Vec::new());
+        };
+        let lower = match (start_after, namespace) {
+            (Some(k), _) => Bound::Excluded(k.clone()),
+            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        let items = map
+            .range((lower, Bound::Unbounded))
+            .take_while(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (inner.rv, items)
+    }
+
+    /// Namespaces that hold at least one object of any resource, with the resources.
+    pub fn resources_in_namespace(&self, ns: &str) -> Vec<GroupResource> {
+        let inner = self.inner.read().unwrap();
+        let lower = (ns.to_string(), String::new());
+        inner
+            .objects
+            .iter()
+            .filter(|(_, map)| {
+                map.range(lower.clone()..)
+                    .next()
+                    .is_some_and(|((n, _), _)| n == ns)
+            })
+            .map(|(gr, _)| gr.clone())
+            .collect()
+    }
+
+    pub fn resources(&self) -> Vec<GroupResource> {
+        let inner = self.inner.read().unwrap();
+        inner.objects.keys().cloned().collect()
+    }
+
+    /// Applies one write if the object is still at `expected_rv` (when given). The
+    /// new object's `metadata.resourceVersion` is set here, under the lock, so that
+    /// versions are handed out in commit order.
+    pub fn write(
+        &self,
+        gr: &GroupResource,
+        ns: &str,
+        name: &str,
+        expected_rv: Option<u64>,
+        write: Write,
+    ) -> Result<Stored, StoreError> {
+        let mut inner = self.inner.write().unwrap();
+        let key = (ns.to_string(), name.to_string());
+        let existing = inner.objects.get(gr).and_then(|m| m.get(&key)).cloned();
+        if let (Some(want), Some(have)) = (expected_rv, &existing) {
+            if want != have.rv {
+                return Err(StoreError::Conflict);
+            }
+        }
+        let rv = inner.rv + 1;
+        let (kind, stored) = match (write, &existing) {
+            (Write::Create(_), Some(_)) => return Err(StoreError::AlreadyExists),
+            (Write::Update(_) | Write::Delete, None) => return Err(StoreError::NotFound),
+            (Write::Create(obj), None) => (EventType::Added, stamp(obj, rv)),
+            (Write::Update(obj), Some(_)) => (EventType::Modified, stamp(obj, rv)),
+            (Write::Delete, Some(old)) => {
+                // A deleted object is reported with the deletion's resourceVersion.
+                let mut obj = old.value();
+                obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+                (EventType::Deleted, stamp(obj, rv))
+            }
+        };
+        inner.rv = rv;
+        let map = inner.objects.entry(gr.clone()).or_default();
+        if kind == EventType::Deleted {
+            map.remove(&key);
+        } else {
+            map.insert(key, stored.clone());
+        }
+        let event = Event {
+            rv,
+            gr: gr.clone(),
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            kind,
+            object: stored.json.clone(),
+            prev: existing.map(|s| s.json),
+        };
+        self.record(&mut inner, event);
+        drop(inner);
+        self.latest.send_replace(rv);
+        Ok(stored)
+    }
+
+    fn record(&self, inner: &mut Inner, event: Event) {
+        inner.history.push_back(Arc::new(event));
+        while inner.history.len() > self.history_limit {
+            let dropped = inner.history.pop_front().expect("history is not empty");
+            inner.oldest_resumable = dropped.rv;
+        }
+    }
+
+    /// Events with a resourceVersion above `rv`, at most `max` of them.
+    pub fn events_after(&self, rv: u64, max: usize) -> Result<Vec<Arc<Event>>, StoreError> {
+        let inner = self.inner.read().unwrap();
+        if rv < inner.oldest_resumable {
+            return Err(StoreError::Gone {
+                requested: rv,
+                oldest: inner.oldest_resumable,
+            });
+        }
+        let start = inner.history.partition_point(|e| e.rv <= rv);
+        Ok(inner.history.range(start..).take(max).cloned().collect())
+    }
+
+    /// Checks that a watch may start at `rv`.
+    pub fn check_resumable(&self, rv: u64) -> Result<(), StoreError> {
+        self.events_after(rv, 0).map(|_| ())
+    }
+
+    /// Resolves whenever the store's resourceVersion moves.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+}
+
+fn stamp(mut obj: Value, rv: u64) -> Stored {
+    obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+    Stored {
+        rv,
+        json: Bytes::from(serde_json::to_vec(&obj).expect("a Value always serializes")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cm(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "a"}})
+    }
+
+    #[test]
+    fn versions_increase_and_conflicts_are_detected() {
+        let store = Store::new(100);
+        let gr = GroupResource::new("", "configmaps");
+        let a = store
+            .write(&gr, "a", "x", None, Write::Create(cm("x")))
+            .unwrap();
+        let b = store
+            .write(&gr, "a", "x", Some(a.rv), Write::Update(cm("x")))
+            .unwrap();
+        assert!(b.rv > a.rv);
+        assert_eq!(b.value()["metadata"]["resourceVersion"], b.rv.to_string());
+        let stale = store.write(&gr, "a", "x", Some(a.rv), Write::Update(cm("x")));
+        assert_eq!(stale.unwrap_err(), StoreError::Conflict);
+        let dup = store.write(&gr, "a", "x", None, Write::Create(cm("x")));
+        assert_eq!(dup.unwrap_err(), StoreError::AlreadyExists);
+    }
+
+    #[test]
+    fn list_is_ordered_and_scoped_to_a_namespace() {
+        let store = Store::new(100);
+        let gr = GroupResource::new("", "configmaps");
+        for (ns, name) in [("b", "1"), ("a", "2"), ("a", "1"), ("c", "0")] {
+            store
+                .write(&gr, ns, name, None, Write::Create(cm(name)))
+                .unwrap();
+        }
+        let (_, all) = store.list(&gr, None, None);
+        let keys: Vec<_> = all
+            .iter()
+            .map(|(k, _)| format!("{}/{}", k.0, k.1))
+            .collect();
+        assert_eq!(keys, ["a/1", "a/2", "b/1", "c/0"]);
+        let (_, only_a) = store.list(&gr, Some("a"), None);
+        assert_eq!(only_a.len(), 2);
+        let (_, after) = store.list(&gr, Some("a"), Some(&("a".into(), "1".into())));
+        assert_eq!(after.len(), 1);
+    }
+
+    #[test]
+    fn history_is_bounded_and_old_versions_are_gone() {
+        let store = Store::new(3);
+        let gr = GroupResource::new("", "configmaps");
+        let first = store
+            .write(&gr, "a", "x", None, Write::Create(cm("x")))
+            .unwrap();
+        for _ in 0..5 {
+            store
+                .write(&gr, "a", "x", None, Write::Update(cm("x")))
+                .unwrap();
+        }
+        assert!(matches!(
+            store.events_after(first.rv, 10),
+            Err(StoreError::Gone { .. })
+        ));
+        let recent = store.events_after(store.current_rv() - 2, 10).unwrap();
+        assert_eq!(recent.len(), 2);
+        assert!(recent.iter().all(|e| e.kind == EventType::Modified));
+    }
+}

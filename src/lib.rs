@@ -1,0 +1,6 @@
+//! clusterset: the Kubernetes Multi-Cluster Services API, with an embedded
+//! Kubernetes-compatible API server to run a whole clusterset on one machine.
+
+pub mod apiserver;
+pub mod fsutil;
+pub mod telemetry;
