@@ -400,7 +400,7 @@ IngressSpec: 4 ingressClassName?, 1 defaultBackend IngressBackend, 2 tls [Ingres
 IngressStatus: 1 loadBalancer IngressLoadBalancerStatus
 IngressBackend: 4 service IngressServiceBackend, 3 resource TypedLocalObjectReference
 IngressTLS: 1 hosts [string], 2 secretName
-IngressRule: 1 host, 2 ingressRuleValue IngressRuleValue
+IngressRule: 1 host, 2 .. IngressRuleValue
 IngressLoadBalancerStatus: 1 ingress [IngressLoadBalancerIngress]
 IngressServiceBackend: 1 name?, 2 port ServiceBackendPort
 IngressRuleValue: 1 http HTTPIngressRuleValue
@@ -968,22 +968,23 @@ fn stray(message: &str, number: u64, wire: Wire, last: u64) -> String {
 // ---------------------------------------------------------------------------------------------
 // The protobuf wire format.
 
-/// One field's payload, by wire type (groups are refused).
+/// One field's payload, by wire type (groups are refused). No schema field is fixed-width,
+/// so those payloads are only skipped over, for the error that names the field.
 #[derive(Debug, Clone, Copy)]
 enum Wire<'a> {
     Varint(u64),
-    Fixed64(u64),
+    Fixed64,
     Bytes(&'a [u8]),
-    Fixed32(u32),
+    Fixed32,
 }
 
 impl Wire<'_> {
     fn describe(&self) -> &'static str {
         match self {
             Wire::Varint(_) => "a varint",
-            Wire::Fixed64(_) => "a 64-bit value",
+            Wire::Fixed64 => "a 64-bit value",
             Wire::Bytes(_) => "length-delimited bytes",
-            Wire::Fixed32(_) => "a 32-bit value",
+            Wire::Fixed32 => "a 32-bit value",
         }
     }
 }
@@ -1029,11 +1030,6 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
-    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let bytes = self.take(N as u64)?;
-        bytes.try_into().map_err(|_| "truncated fixed-width value".to_owned())
-    }
-
     fn field(&mut self) -> Result<(u64, Wire<'a>), String> {
         let key = self.varint()?;
         let number = key >> 3;
@@ -1042,12 +1038,12 @@ impl<'a> Reader<'a> {
         }
         let wire = match key & 7 {
             0 => Wire::Varint(self.varint()?),
-            1 => Wire::Fixed64(u64::from_le_bytes(self.fixed()?)),
+            1 => self.take(8).map(|_| Wire::Fixed64)?,
             2 => {
                 let len = self.varint()?;
                 Wire::Bytes(self.take(len)?)
             }
-            5 => Wire::Fixed32(u32::from_le_bytes(self.fixed()?)),
+            5 => self.take(4).map(|_| Wire::Fixed32)?,
             3 | 4 => return Err(format!("field {number} is a group, which is not supported")),
             other => return Err(format!("field {number} has invalid wire type {other}")),
         };
