@@ -458,3 +458,77 @@ async fn get_watch_streams_changes() {
     watcher.kill().unwrap();
     let _ = watcher.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imperative_create_commands_send_protobuf_and_work() {
+    let t = TestServer::start().await;
+    let out = t.kubectl_ok(&["create", "namespace", "demo"]);
+    assert!(out.contains("namespace/demo created"), "{out}");
+    let ns = ["-n", "demo"];
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=mode=fast",
+        ],
+        vec![
+            "create",
+            "secret",
+            "generic",
+            "token",
+            "--from-literal=key=s3cr3t",
+        ],
+        vec![
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ],
+        vec!["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        vec!["create", "serviceaccount", "bot"],
+        vec![
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        vec![
+            "create",
+            "rolebinding",
+            "bot-reads",
+            "--role=reader",
+            "--serviceaccount=demo:bot",
+        ],
+    ];
+    for args in &commands {
+        let all: Vec<&str> = ns.iter().chain(args.iter()).copied().collect();
+        let out = t.kubectl(&all);
+        assert_eq!(out.code, 0, "kubectl {all:?}: {}", out.stderr);
+    }
+    let cm = json_of(&t, &["-n", "demo", "get", "configmap", "settings"]);
+    assert_eq!(cm["data"]["mode"], "fast");
+    let secret = json_of(&t, &["-n", "demo", "get", "secret", "token"]);
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(secret["data"]["key"], "czNjcjN0");
+    let d = json_of(&t, &["-n", "demo", "get", "deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    let svc = json_of(&t, &["-n", "demo", "get", "service", "web"]);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let rb = json_of(&t, &["-n", "demo", "get", "rolebinding", "bot-reads"]);
+    assert_eq!(rb["subjects"][0]["name"], "bot");
+
+    // Deleting the namespace takes everything in it along.
+    t.kubectl_ok(&["delete", "namespace", "demo", "--timeout=20s"]);
+    let out = t.kubectl(&["get", "namespace", "demo"]);
+    assert!(out.stderr.contains("NotFound"), "{}", out.stderr);
+    let out = t.kubectl_ok(&["get", "configmaps", "-A"]);
+    assert!(!out.contains("settings"), "{out}");
+}

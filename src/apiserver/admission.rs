@@ -21,6 +21,7 @@ pub fn admit(
         ("", "Namespace") => default_namespace(obj),
         ("", "Service") => admit_service(&mut alloc.lock().unwrap(), rt, old, obj)?,
         ("", "Pod") => default_pod(obj, old.is_none()),
+        ("", "Secret") if obj["type"].is_null() => obj["type"] = json!("Opaque"),
         ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") => admit_workload(rt, obj)?,
         _ => {}
     }

@@ -4,14 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::objects::{self, finalizers, is_deleting};
 use super::registry::ResourceType;
 use super::resources::{DeleteOptions, PatchKind, State, Subresource, WriteOptions};
-use super::store::{Event, EventType, GroupResource, StoreError};
+use super::store::{EventType, GroupResource, StoreError};
 
 pub fn spawn(state: Arc<State>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let gc = GarbageCollector::default();
@@ -24,10 +24,10 @@ pub fn spawn(state: Arc<State>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<(
 
 /// Something that reacts to every change in the store.
 trait Follower: Send + 'static {
-    /// Called once with every object present when following starts.
-    fn seed(&mut self, state: &State, gr: &GroupResource, obj: &Value);
-    fn on_event(&mut self, state: &State, event: &Event);
-    /// Called after each batch of events, to act on what they changed.
+    /// One object as it now is (`Deleted`: as it last was). Objects present when
+    /// following starts arrive as `Added`.
+    fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]);
+    /// Called after each batch of changes, to act on what they changed.
     fn reconcile(&mut self, state: &State);
 }
 
@@ -36,8 +36,8 @@ async fn follow(state: Arc<State>, mut stop: watch::Receiver<bool>, mut f: impl 
     changes.borrow_and_update();
     let mut last = state.store.current_rv();
     for gr in state.store.resources() {
-        for (_, stored) in state.store.list(&gr, None, None).1 {
-            f.seed(&state, &gr, &stored.value());
+        for ((ns, _), stored) in state.store.list(&gr, None, None).1 {
+            f.observe(&gr, &ns, EventType::Added, &stored.json);
         }
     }
     f.reconcile(&state);
@@ -47,7 +47,7 @@ async fn follow(state: Arc<State>, mut stop: watch::Receiver<bool>, mut f: impl 
             Ok(events) => {
                 for e in &events {
                     last = e.rv;
-                    f.on_event(&state, e);
+                    f.observe(&e.gr, &e.namespace, e.kind, &e.object);
                 }
                 f.reconcile(&state);
                 if events.len() == 1024 {
@@ -67,10 +67,6 @@ async fn follow(state: Arc<State>, mut stop: watch::Receiver<bool>, mut f: impl 
     }
 }
 
-fn type_of(state: &State, gr: &GroupResource) -> Option<Arc<ResourceType>> {
-    state.registry.get(gr)
-}
-
 fn controller_opts() -> WriteOptions {
     WriteOptions {
         manager: "kube-controller-manager".into(),
@@ -78,157 +74,232 @@ fn controller_opts() -> WriteOptions {
     }
 }
 
-/// Where an object lives and whom it is owned by.
-#[derive(Clone)]
+/// The part of an object's metadata the controllers read, decoded without the rest.
+#[derive(Deserialize, Default)]
+struct Header {
+    #[serde(default)]
+    metadata: HeaderMeta,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct HeaderMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    owner_references: Vec<OwnerRef>,
+    #[serde(default)]
+    finalizers: Vec<String>,
+    deletion_timestamp: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+struct OwnerRef {
+    api_version: String,
+    kind: String,
+    name: String,
+    uid: String,
+}
+
+fn header(object: &[u8]) -> HeaderMeta {
+    serde_json::from_slice::<Header>(object)
+        .unwrap_or_default()
+        .metadata
+}
+
+/// Where an object lives.
+#[derive(Clone, Debug)]
 struct Node {
     gr: GroupResource,
     namespace: String,
     name: String,
-    owners: Vec<String>,
-    deleting_with: Vec<String>,
+}
+
+/// An object with owners.
+struct Dependent {
+    node: Node,
+    owners: Vec<OwnerRef>,
 }
 
 /// Deletes dependents whose owners are all gone (background), deletes dependents
 /// before their owner (foreground), and frees dependents of an orphaning owner.
+/// Only objects with owners, and owners being deleted in the foreground or orphan
+/// modes, are remembered; whether an owner exists is read from the store through
+/// the coordinates in the ownerReference, as kube-controller-manager does.
 #[derive(Default)]
 struct GarbageCollector {
-    nodes: HashMap<String, Node>,
-    dependents: HashMap<String, HashSet<String>>,
-    /// Owners whose deletion or deletion mode changed since the last reconcile.
-    dirty: HashSet<String>,
+    dependents: HashMap<String, Dependent>,
+    by_owner: HashMap<String, HashSet<String>>,
+    /// Owners being deleted, with the finalizer that says how.
+    deleting: HashMap<String, (Node, &'static str)>,
+    /// Owners that went away or are being deleted: their dependents need a look.
+    dirty_owners: HashSet<String>,
+    /// Dependents with new owner references: do their owners exist?
+    dirty_dependents: HashSet<String>,
 }
 
 impl GarbageCollector {
-    fn index(&mut self, gr: &GroupResource, obj: &Value) {
-        let uid = objects::uid(obj).to_string();
-        let owners: Vec<String> = obj["metadata"]["ownerReferences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["uid"].as_str().map(String::from))
-            .collect();
-        if let Some(old) = self.nodes.get(&uid) {
-            for o in old.owners.clone() {
-                self.dependents.entry(o).or_default().remove(&uid);
+    fn forget_dependent(&mut self, uid: &str) {
+        if let Some(old) = self.dependents.remove(uid) {
+            for o in old.owners {
+                if let Some(set) = self.by_owner.get_mut(&o.uid) {
+                    set.remove(uid);
+                    if set.is_empty() {
+                        self.by_owner.remove(&o.uid);
+                    }
+                }
+                // An owner waiting in foreground deletion may now be free to go.
+                if self.deleting.contains_key(&o.uid) {
+                    self.dirty_owners.insert(o.uid);
+                }
             }
+        }
+    }
+
+    fn note_owners(&mut self, node: Node, uid: &str, owners: Vec<OwnerRef>) {
+        let same = self.dependents.get(uid).is_some_and(|d| {
+            d.owners.len() == owners.len()
+                && d.owners.iter().zip(&owners).all(|(a, b)| a.uid == b.uid)
+        });
+        if same {
+            return;
+        }
+        self.forget_dependent(uid);
+        if owners.is_empty() {
+            return;
         }
         for o in &owners {
-            self.dependents
-                .entry(o.clone())
+            self.by_owner
+                .entry(o.uid.clone())
                 .or_default()
-                .insert(uid.clone());
-            if !self.nodes.contains_key(o) {
-                self.dirty.insert(o.clone());
-            }
+                .insert(uid.to_string());
         }
-        let deleting_with: Vec<String> = if is_deleting(obj) {
-            finalizers(obj)
-                .into_iter()
-                .filter(|f| f == "foregroundDeletion" || f == "orphan")
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if !deleting_with.is_empty() {
-            self.dirty.insert(uid.clone());
-        }
-        self.nodes.insert(
-            uid,
-            Node {
-                gr: gr.clone(),
-                namespace: objects::namespace(obj).into(),
-                name: objects::name(obj).into(),
-                owners,
-                deleting_with,
-            },
-        );
-    }
-
-    fn forget(&mut self, obj: &Value) {
-        let uid = objects::uid(obj).to_string();
-        if let Some(node) = self.nodes.remove(&uid) {
-            for o in node.owners {
-                self.dependents.entry(o.clone()).or_default().remove(&uid);
-                // An owner waiting in foreground deletion may now be free to go.
-                self.dirty.insert(o);
-            }
-        }
-        self.dirty.insert(uid);
-    }
-
-    fn dependents_of(&self, uid: &str) -> Vec<(String, Node)> {
         self.dependents
+            .insert(uid.to_string(), Dependent { node, owners });
+        self.dirty_dependents.insert(uid.to_string());
+    }
+
+    fn note_deletion_mode(&mut self, node: &Node, meta: &HeaderMeta) {
+        let mode = meta.deletion_timestamp.as_ref().and_then(|_| {
+            ["orphan", "foregroundDeletion"]
+                .into_iter()
+                .find(|f| meta.finalizers.iter().any(|m| m == f))
+        });
+        match mode {
+            Some(mode) => {
+                self.deleting.insert(meta.uid.clone(), (node.clone(), mode));
+                self.dirty_owners.insert(meta.uid.clone());
+            }
+            None => {
+                self.deleting.remove(&meta.uid);
+            }
+        }
+    }
+
+    fn dependents_of(&self, uid: &str) -> Vec<(Node, Vec<OwnerRef>)> {
+        self.by_owner
             .get(uid)
             .into_iter()
             .flatten()
-            .filter_map(|d| self.nodes.get(d).map(|n| (d.clone(), n.clone())))
+            .filter_map(|d| self.dependents.get(d))
+            .map(|d| (d.node.clone(), d.owners.clone()))
             .collect()
     }
 
-    fn process(&mut self, state: &State, uid: &str) {
+    fn process_owner(&self, state: &State, uid: &str) {
         let deps = self.dependents_of(uid);
-        match self.nodes.get(uid).cloned() {
-            None => {
-                for (_, dep) in deps {
-                    self.collect_orphan(state, &dep, uid);
-                }
-            }
-            Some(owner) if owner.deleting_with.iter().any(|f| f == "orphan") => {
-                for (_, dep) in &deps {
+        match self.deleting.get(uid) {
+            Some((owner, "orphan")) => {
+                for (dep, _) in &deps {
                     remove_owner_ref(state, dep, uid);
                 }
-                remove_finalizer(state, &owner, "orphan");
+                remove_finalizer(state, owner, "orphan");
             }
-            Some(owner)
-                if owner
-                    .deleting_with
-                    .iter()
-                    .any(|f| f == "foregroundDeletion") =>
-            {
+            Some((owner, _)) => {
                 if deps.is_empty() {
-                    remove_finalizer(state, &owner, "foregroundDeletion");
+                    remove_finalizer(state, owner, "foregroundDeletion");
                 }
-                for (_, dep) in deps {
+                for (dep, _) in deps {
                     delete(state, &dep, Some("Foreground"));
                 }
             }
-            Some(_) => {}
-        }
-    }
-
-    /// A dependent of a vanished owner: deleted when no owner is left, otherwise it
-    /// only loses the dangling reference.
-    fn collect_orphan(&self, state: &State, dep: &Node, gone: &str) {
-        let alive = dep
-            .owners
-            .iter()
-            .any(|o| o != gone && self.nodes.contains_key(o));
-        if alive {
-            remove_owner_ref(state, dep, gone);
-        } else {
-            delete(state, dep, None);
+            None => {
+                for (dep, owners) in deps {
+                    collect_if_orphaned(state, &dep, &owners);
+                }
+            }
         }
     }
 }
 
-impl Follower for GarbageCollector {
-    fn seed(&mut self, _state: &State, gr: &GroupResource, obj: &Value) {
-        self.index(gr, obj);
+/// A dependent whose owners are all gone is deleted; one that still has an owner
+/// only loses its dangling references.
+fn collect_if_orphaned(state: &State, dep: &Node, owners: &[OwnerRef]) {
+    let (alive, dangling): (Vec<&OwnerRef>, Vec<&OwnerRef>) =
+        owners.iter().partition(|o| owner_exists(state, dep, o));
+    if alive.is_empty() {
+        delete(state, dep, None);
+        return;
     }
+    for o in dangling {
+        remove_owner_ref(state, dep, &o.uid);
+    }
+}
 
-    fn on_event(&mut self, _state: &State, e: &Event) {
-        let obj: Value = serde_json::from_slice(&e.object).expect("stored JSON");
-        match e.kind {
-            EventType::Deleted => self.forget(&obj),
-            _ => self.index(&e.gr, &obj),
+fn owner_exists(state: &State, dep: &Node, owner: &OwnerRef) -> bool {
+    let group = owner.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let Some(rt) = state.registry.find_kind(group, &owner.kind) else {
+        return false;
+    };
+    let ns = if rt.namespaced {
+        dep.namespace.as_str()
+    } else {
+        ""
+    };
+    state
+        .store
+        .get(&rt.gr(), ns, &owner.name)
+        .is_some_and(|s| header(&s.json).uid == owner.uid)
+}
+
+impl Follower for GarbageCollector {
+    fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]) {
+        let meta = header(object);
+        if kind == EventType::Deleted {
+            self.forget_dependent(&meta.uid);
+            self.deleting.remove(&meta.uid);
+            if self.by_owner.contains_key(&meta.uid) {
+                self.dirty_owners.insert(meta.uid);
+            }
+            return;
         }
+        let node = Node {
+            gr: gr.clone(),
+            namespace: namespace.to_string(),
+            name: meta.name.clone(),
+        };
+        self.note_deletion_mode(&node, &meta);
+        let uid = meta.uid.clone();
+        self.note_owners(node, &uid, meta.owner_references);
     }
 
     fn reconcile(&mut self, state: &State) {
-        for uid in std::mem::take(&mut self.dirty) {
-            self.process(state, &uid);
+        for uid in std::mem::take(&mut self.dirty_dependents) {
+            if let Some(d) = self.dependents.get(&uid) {
+                collect_if_orphaned(state, &d.node, &d.owners);
+            }
+        }
+        for uid in std::mem::take(&mut self.dirty_owners) {
+            self.process_owner(state, &uid);
         }
     }
+}
+
+fn type_of(state: &State, gr: &GroupResource) -> Option<Arc<ResourceType>> {
+    state.registry.get(gr)
 }
 
 fn delete(state: &State, node: &Node, propagation: Option<&str>) {
@@ -275,12 +346,8 @@ fn remove_owner_ref(state: &State, node: &Node, owner: &str) {
     let Ok(current) = state.get(&rt, &node.namespace, &node.name) else {
         return;
     };
-    let current = current.value();
-    let refs = current["metadata"]["ownerReferences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let Some(i) = refs.iter().position(|r| r["uid"] == owner) else {
+    let refs = header(&current.json).owner_references;
+    let Some(i) = refs.iter().position(|r| r.uid == owner) else {
         return;
     };
     json_patch(
@@ -300,7 +367,7 @@ fn remove_finalizer(state: &State, node: &Node, finalizer: &str) {
     let Ok(current) = state.get(&rt, &node.namespace, &node.name) else {
         return;
     };
-    let fins = finalizers(&current.value());
+    let fins = header(&current.json).finalizers;
     let Some(i) = fins.iter().position(|f| f == finalizer) else {
         return;
     };
@@ -322,20 +389,6 @@ struct NamespaceController {
 }
 
 impl NamespaceController {
-    fn note(&mut self, gr: &GroupResource, obj: &Value, deleted: bool) {
-        if gr.group.is_empty() && gr.resource == "namespaces" {
-            let name = objects::name(obj).to_string();
-            if is_deleting(obj) && !deleted {
-                self.terminating.insert(name.clone());
-                self.dirty.insert(name);
-            } else {
-                self.terminating.remove(&name);
-            }
-        } else if self.terminating.contains(objects::namespace(obj)) {
-            self.dirty.insert(objects::namespace(obj).to_string());
-        }
-    }
-
     fn empty_or_finalize(&self, state: &State, ns: &str) {
         let resources = state.store.resources_in_namespace(ns);
         if resources.is_empty() {
@@ -344,17 +397,14 @@ impl NamespaceController {
         }
         for gr in resources {
             for ((_, name), stored) in state.store.list(&gr, Some(ns), None).1 {
-                if is_deleting(&stored.value()) {
-                    continue;
+                if header(&stored.json).deletion_timestamp.is_none() {
+                    let node = Node {
+                        gr: gr.clone(),
+                        namespace: ns.into(),
+                        name,
+                    };
+                    delete(state, &node, None);
                 }
-                let node = Node {
-                    gr: gr.clone(),
-                    namespace: ns.into(),
-                    name,
-                    owners: Vec::new(),
-                    deleting_with: Vec::new(),
-                };
-                delete(state, &node, None);
             }
         }
     }
@@ -371,13 +421,18 @@ fn finalize_namespace(state: &State, ns: &str) {
 }
 
 impl Follower for NamespaceController {
-    fn seed(&mut self, _state: &State, gr: &GroupResource, obj: &Value) {
-        self.note(gr, obj, false);
-    }
-
-    fn on_event(&mut self, _state: &State, e: &Event) {
-        let obj: Value = serde_json::from_slice(&e.object).expect("stored JSON");
-        self.note(&e.gr, &obj, e.kind == EventType::Deleted);
+    fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]) {
+        if gr.group.is_empty() && gr.resource == "namespaces" {
+            let meta = header(object);
+            if meta.deletion_timestamp.is_some() && kind != EventType::Deleted {
+                self.terminating.insert(meta.name.clone());
+                self.dirty.insert(meta.name);
+            } else {
+                self.terminating.remove(&meta.name);
+            }
+        } else if self.terminating.contains(namespace) {
+            self.dirty.insert(namespace.to_string());
+        }
     }
 
     fn reconcile(&mut self, state: &State) {

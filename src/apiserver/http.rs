@@ -214,17 +214,18 @@ fn content_type(headers: &HeaderMap) -> String {
 
 /// Parses a JSON or YAML body into an object.
 fn decode_body(headers: &HeaderMap, body: Bytes) -> ApiResult<Value> {
-    let ct = content_type(headers);
-    if !matches!(
-        ct.as_str(),
-        "" | "application/json" | "application/yaml" | "text/yaml" | "application/apply-patch+yaml"
-    ) {
-        return Err(ApiError::unsupported_media_type(&[
+    match content_type(headers).as_str() {
+        "" | "application/json" | "application/yaml" | "text/yaml" => parse_document(&body),
+        // kubectl's typed commands (`create namespace`, `create deployment`, ...) send protobuf.
+        "application/vnd.kubernetes.protobuf" => super::protobuf::decode(&body).map_err(|e| {
+            ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
+        }),
+        _ => Err(ApiError::unsupported_media_type(&[
             "application/json",
             "application/yaml",
-        ]));
+            "application/vnd.kubernetes.protobuf",
+        ])),
     }
-    parse_document(&body)
 }
 
 fn parse_document(body: &[u8]) -> ApiResult<Value> {

@@ -17,6 +17,7 @@ pub mod ipalloc;
 pub mod lists;
 pub mod names;
 pub mod objects;
+pub mod protobuf;
 pub mod registry;
 pub mod resources;
 pub mod routes;

@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 
 const MAGIC: &[u8] = b"k8s\0";
 const PROTOBUF_CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
-/// No schema nests messages this deep; a body that does is malformed.
-const MAX_DEPTH: usize = 40;
+/// Deeper than any schema nests (CronJob, the deepest, goes 12 messages down); a body that
+/// nests this deep is malformed.
+const MAX_DEPTH: usize = 32;
 
 /// The kinds a body may carry, by apiVersion. A kind's message in [`SCHEMA`] is named after it.
 const KINDS: &[(&str, &[&str])] = &[
@@ -61,6 +62,9 @@ const KINDS: &[(&str, &[&str])] = &[
 /// - A name ending in `?` keeps a zero value ("", 0, false) found on the wire. gogo-protobuf
 ///   writes every non-pointer scalar, set or not, and `omitempty` drops the zero ones from
 ///   JSON; `?` marks Go pointers (on the wire only when set) and fields without `omitempty`.
+///   A zero IntOrString is dropped the same way (Go would write `0`, which kube's defaulting
+///   treats as unset, as for a Service's `targetPort`), and an unset Time is left out where Go
+///   writes `null`.
 /// - `type` is `string` when left out, else `bytes` (base64 in JSON), `i32`, `i64`, `bool`, a
 ///   message, or a well-known type: `Time` (RFC 3339), `IntOrString`, `Quantity`, `RawJson`
 ///   (FieldsV1) or `ExtraValue` (a list of strings). `[T]` is repeated, `{T}` a map from
@@ -465,7 +469,10 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             envelope.kind, envelope.api_version
         ));
     }
-    let fields = Decoder { messages: schema()? }.message(&envelope.kind, envelope.raw, 0)?;
+    let decoder = Decoder {
+        messages: schema()?,
+    };
+    let fields = decoder.message(&envelope.kind, envelope.raw, 0)?;
     let mut object = Map::new();
     object.insert("apiVersion".into(), Value::String(envelope.api_version));
     object.insert("kind".into(), Value::String(envelope.kind));
@@ -561,7 +568,7 @@ type Messages = HashMap<&'static str, Vec<Field>>;
 fn schema() -> Result<&'static Messages, String> {
     static PARSED: OnceLock<Result<Messages, String>> = OnceLock::new();
     PARSED
-        .get_or_init(|| parse_schema(SCHEMA))
+        .get_or_init(|| parse_schema(SCHEMA).and_then(check_kinds))
         .as_ref()
         .map_err(|e| format!("protobuf schema table is broken: {e}"))
 }
@@ -610,15 +617,27 @@ fn parse_field(spec: &'static str) -> Result<Field, String> {
         None => (name, false),
     };
     let json = if json == ".." { "" } else { json };
-    let ty = ty.unwrap_or("string");
-    let (shape, inner) = if let Some(t) = ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+    let (shape, ty) = parse_type(ty.unwrap_or("string"))
+        .ok_or_else(|| format!("unknown type in field {spec:?}"))?;
+    Ok(Field {
+        number,
+        json,
+        keep_zero,
+        shape,
+        ty,
+    })
+}
+
+/// A field's type: `T`, `[T]` (repeated) or `{T}` (map from string).
+fn parse_type(text: &'static str) -> Option<(Shape, Type)> {
+    let (shape, name) = if let Some(t) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
         (Shape::List, t)
-    } else if let Some(t) = ty.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+    } else if let Some(t) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
         (Shape::Map, t)
     } else {
-        (Shape::Single, ty)
+        (Shape::Single, text)
     };
-    let ty = match inner {
+    let ty = match name {
         "string" => Type::String,
         "bytes" => Type::Bytes,
         "i32" => Type::I32,
@@ -630,25 +649,13 @@ fn parse_field(spec: &'static str) -> Result<Field, String> {
         "RawJson" => Type::RawJson,
         "ExtraValue" => Type::ExtraValue,
         message if message.starts_with(char::is_uppercase) => Type::Message(message),
-        other => return Err(format!("unknown type {other:?} in {spec:?}")),
+        _ => return None,
     };
-    Ok(Field {
-        number,
-        json,
-        keep_zero,
-        shape,
-        ty,
-    })
+    Some((shape, ty))
 }
 
-/// Every referenced message exists, every kind has a message, numbers are unique, and inline
-/// fields are single messages.
+/// Every referenced message exists, numbers are unique, and inline fields are single messages.
 fn check_schema(messages: &Messages) -> Result<(), String> {
-    for (version, kinds) in KINDS {
-        if let Some(kind) = kinds.iter().find(|kind| !messages.contains_key(*kind)) {
-            return Err(format!("kind {version} {kind} has no message"));
-        }
-    }
     for (name, fields) in messages {
         for (i, field) in fields.iter().enumerate() {
             if fields[..i].iter().any(|f| f.number == field.number) {
@@ -659,13 +666,27 @@ fn check_schema(messages: &Messages) -> Result<(), String> {
                     return Err(format!("{name} refers to undefined message {target}"));
                 }
             }
-            let single_message = field.shape == Shape::Single && matches!(field.ty, Type::Message(_));
+            let single_message =
+                field.shape == Shape::Single && matches!(field.ty, Type::Message(_));
             if field.json.is_empty() && !single_message {
-                return Err(format!("{name} inlines field {}, not a message", field.number));
+                return Err(format!(
+                    "{name} inlines field {}, not a message",
+                    field.number
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// Every kind has its message.
+fn check_kinds(messages: Messages) -> Result<Messages, String> {
+    for (version, kinds) in KINDS {
+        if let Some(kind) = kinds.iter().find(|kind| !messages.contains_key(*kind)) {
+            return Err(format!("kind {version} {kind} has no message"));
+        }
+    }
+    Ok(messages)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,7 +705,12 @@ enum Slot {
 }
 
 impl Decoder {
-    fn message(&self, name: &str, bytes: &[u8], depth: usize) -> Result<Map<String, Value>, String> {
+    fn message(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        depth: usize,
+    ) -> Result<Map<String, Value>, String> {
         if depth > MAX_DEPTH {
             return Err(format!("message {name} is nested over {MAX_DEPTH} deep"));
         }
@@ -717,7 +743,9 @@ impl Decoder {
                     slot.push(scalar(field.ty, reader.varint()?));
                 }
             }
-            (Shape::List, ty, wire) => slot.push(self.value(ty, wire, depth)?.unwrap_or(Value::Null)),
+            (Shape::List, ty, wire) => {
+                slot.push(self.value(ty, wire, depth)?.unwrap_or(Value::Null))
+            }
             (Shape::Map, ty, wire) => {
                 let (key, value) = self.map_entry(ty, wire, depth)?;
                 slot.insert(key, value);
@@ -737,7 +765,9 @@ impl Decoder {
             (Type::IntOrString, Wire::Bytes(b)) => int_or_string(b)?,
             (Type::Quantity, Wire::Bytes(b)) => quantity(b)?,
             (Type::ExtraValue, Wire::Bytes(b)) => extra_value(b)?,
-            (Type::Message(name), Wire::Bytes(b)) => Value::Object(self.message(name, b, depth + 1)?),
+            (Type::Message(name), Wire::Bytes(b)) => {
+                Value::Object(self.message(name, b, depth + 1)?)
+            }
             (ty, wire) => return Err(format!("expected {}, found {}", ty.wire(), wire.describe())),
         };
         Ok(Some(value))
@@ -876,11 +906,19 @@ fn time(bytes: &[u8]) -> Result<Option<Value>, String> {
 fn rfc3339(seconds: i64) -> Result<String, String> {
     let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
     if !(1..=9999).contains(&year) {
-        return Err(format!("time {seconds}s since 1970 is outside years 1-9999"));
+        return Err(format!(
+            "time {seconds}s since 1970 is outside years 1-9999"
+        ));
     }
     let second_of_day = seconds.rem_euclid(86_400);
-    let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
-    Ok(format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"))
+    let (hour, minute, second) = (
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+    );
+    Ok(format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"
+    ))
 }
 
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
@@ -894,7 +932,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let march_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * march_month + 2) / 5 + 1;
-    let month = if march_month < 10 { march_month + 3 } else { march_month - 9 };
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    };
     (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
@@ -1063,5 +1105,647 @@ impl<'a> Iterator for Reader<'a> {
             self.rest = &[];
         }
         Some(field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Bodies that kubectl v1.32 sent, recorded off the wire; `README.md` beside them names the
+    /// command behind each.
+    macro_rules! fixture {
+        ($name:literal) => {
+            (
+                $name,
+                include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/protobuf/",
+                    $name,
+                    ".bin"
+                ))
+                .as_slice(),
+            )
+        };
+    }
+
+    const FIXTURES: &[(&str, &[u8])] = &[
+        fixture!("namespace"),
+        fixture!("configmap"),
+        fixture!("configmap_binary"),
+        fixture!("secret_generic"),
+        fixture!("secret_docker_registry"),
+        fixture!("deployment"),
+        fixture!("deployment_zero_replicas"),
+        fixture!("deployment_two_images"),
+        fixture!("service_clusterip"),
+        fixture!("service_headless"),
+        fixture!("service_nodeport"),
+        fixture!("service_loadbalancer"),
+        fixture!("service_externalname"),
+        fixture!("serviceaccount"),
+        fixture!("role"),
+        fixture!("role_resource_names"),
+        fixture!("clusterrole"),
+        fixture!("clusterrole_non_resource_urls"),
+        fixture!("clusterrole_aggregation"),
+        fixture!("rolebinding"),
+        fixture!("rolebinding_clusterrole"),
+        fixture!("clusterrolebinding"),
+        fixture!("quota"),
+        fixture!("job"),
+        fixture!("cronjob"),
+        fixture!("ingress"),
+        fixture!("poddisruptionbudget"),
+        fixture!("priorityclass"),
+        fixture!("token"),
+        fixture!("auth_can_i"),
+        fixture!("auth_whoami"),
+        fixture!("job_from_cronjob_all_fields"),
+        fixture!("job_from_cronjob_unset_fields"),
+    ];
+
+    fn decoded(name: &str) -> Value {
+        let (_, body) = FIXTURES
+            .iter()
+            .find(|(fixture, _)| *fixture == name)
+            .unwrap_or_else(|| panic!("no fixture {name}"));
+        decode(body).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn base64_text(value: &Value) -> String {
+        let bytes = BASE64.decode(value.as_str().unwrap()).unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    // -- encoding helpers for hand-made bodies ------------------------------------------------
+
+    fn varint(mut value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while value >= 0x80 {
+            out.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+        out
+    }
+
+    fn bytes_field(number: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = varint(number << 3 | 2);
+        out.extend(varint(payload.len() as u64));
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn varint_field(number: u64, value: u64) -> Vec<u8> {
+        let mut out = varint(number << 3);
+        out.extend(varint(value));
+        out
+    }
+
+    fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let type_meta = [
+            bytes_field(1, api_version.as_bytes()),
+            bytes_field(2, kind.as_bytes()),
+        ]
+        .concat();
+        [
+            MAGIC.to_vec(),
+            bytes_field(1, &type_meta),
+            bytes_field(2, raw),
+            bytes_field(3, b""),
+            bytes_field(4, b""),
+        ]
+        .concat()
+    }
+
+    fn namespace_with_metadata(metadata: &[u8]) -> Vec<u8> {
+        envelope("v1", "Namespace", &bytes_field(1, metadata))
+    }
+
+    // -- the schema ----------------------------------------------------------------------------
+
+    #[test]
+    fn schema_table_parses_and_is_closed() {
+        let messages = schema().expect("schema parses");
+        assert!(messages.len() > 150, "{} messages", messages.len());
+        for (version, kinds) in KINDS {
+            for kind in *kinds {
+                assert!(messages.contains_key(kind), "{version} {kind}");
+            }
+        }
+        let object_meta = &messages["ObjectMeta"];
+        let labels = object_meta.iter().find(|f| f.json == "labels").unwrap();
+        assert_eq!((labels.number, labels.shape), (11, Shape::Map));
+    }
+
+    #[test]
+    fn schema_parser_rejects_broken_tables() {
+        assert!(parse_schema("A: 1 b Missing")
+            .unwrap_err()
+            .contains("Missing"));
+        assert!(parse_schema("A: 1 b, 1 c").unwrap_err().contains("repeats"));
+        assert!(parse_schema("A: 1 .. [A]").unwrap_err().contains("inlines"));
+        assert!(parse_schema("A: x b").unwrap_err().contains("field number"));
+        assert!(parse_schema("  1 b").is_err());
+    }
+
+    // -- kubectl's bodies ----------------------------------------------------------------------
+
+    #[test]
+    fn create_namespace() {
+        let expected = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "team-a"}, "spec": {}, "status": {}
+        });
+        assert_eq!(decoded("namespace"), expected);
+    }
+
+    #[test]
+    fn create_configmap_from_literals_and_binary_file() {
+        let expected = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "app-config", "namespace": "team-a"},
+            "data": {"color": "blue", "size": "10"}
+        });
+        assert_eq!(decoded("configmap"), expected);
+
+        let binary = decoded("configmap_binary");
+        assert_eq!(binary["data"], json!({"plain": "text"}));
+        let blob = BASE64
+            .decode(binary["binaryData"]["blob.bin"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(blob, b"\x00\x01\x02\xff\xfe binary");
+    }
+
+    #[test]
+    fn create_secrets() {
+        let generic = decoded("secret_generic");
+        assert_eq!(generic["metadata"], json!({"name": "db-creds"}));
+        assert_eq!(generic["type"], "Opaque");
+        assert_eq!(base64_text(&generic["data"]["username"]), "admin");
+        assert_eq!(base64_text(&generic["data"]["password"]), "s3cr3t!");
+
+        let docker = decoded("secret_docker_registry");
+        assert_eq!(docker["type"], "kubernetes.io/dockerconfigjson");
+        let config: Value =
+            serde_json::from_str(&base64_text(&docker["data"][".dockerconfigjson"])).unwrap();
+        assert_eq!(config["auths"]["registry.example.com"]["username"], "bob");
+        assert_eq!(
+            config["auths"]["registry.example.com"]["password"],
+            "hunter2"
+        );
+    }
+
+    #[test]
+    fn create_deployment() {
+        let expected = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{
+                        "name": "nginx", "image": "nginx:1.27",
+                        "ports": [{"containerPort": 80}], "resources": {}
+                    }]}
+                },
+                "strategy": {}
+            },
+            "status": {}
+        });
+        assert_eq!(decoded("deployment"), expected);
+    }
+
+    #[test]
+    fn create_deployment_keeps_zero_replicas_and_every_image() {
+        assert_eq!(
+            decoded("deployment_zero_replicas")["spec"]["replicas"],
+            json!(0)
+        );
+        let two = decoded("deployment_two_images");
+        let containers = &two["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["name"], "busybox");
+        assert_eq!(containers[0]["image"], "busybox");
+        assert_eq!(containers[1]["name"], "redis");
+        assert_eq!(containers[1]["image"], "redis:7");
+    }
+
+    #[test]
+    fn create_service_clusterip() {
+        let expected = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "my-svc", "labels": {"app": "my-svc"}},
+            "spec": {
+                "ports": [
+                    {"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                    {"name": "443-8443", "protocol": "TCP", "port": 443, "targetPort": 8443}
+                ],
+                "selector": {"app": "my-svc"},
+                "type": "ClusterIP"
+            },
+            "status": {"loadBalancer": {}}
+        });
+        assert_eq!(decoded("service_clusterip"), expected);
+    }
+
+    #[test]
+    fn create_other_services() {
+        let headless = decoded("service_headless");
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert_eq!(headless["spec"]["ports"][0]["port"], 5432);
+
+        let node_port = decoded("service_nodeport");
+        assert_eq!(node_port["spec"]["type"], "NodePort");
+        assert_eq!(node_port["spec"]["ports"][0]["nodePort"], 30080);
+        assert_eq!(node_port["spec"]["ports"][0]["targetPort"], 8080);
+
+        let balancer = decoded("service_loadbalancer");
+        assert_eq!(balancer["spec"]["type"], "LoadBalancer");
+        assert_eq!(balancer["spec"]["ports"][0]["port"], 443);
+
+        let external = decoded("service_externalname");
+        assert_eq!(external["spec"]["type"], "ExternalName");
+        assert_eq!(external["spec"]["externalName"], "db.example.com");
+        assert!(external["spec"].get("ports").is_none());
+        assert!(
+            external["spec"].get("clusterIP").is_none(),
+            "unset strings stay out"
+        );
+    }
+
+    #[test]
+    fn create_serviceaccount() {
+        let expected = json!({
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder"}
+        });
+        assert_eq!(decoded("serviceaccount"), expected);
+    }
+
+    #[test]
+    fn create_roles() {
+        let role = decoded("role");
+        assert_eq!(role["metadata"]["name"], "pod-reader");
+        assert_eq!(
+            role["rules"],
+            json!([
+                {"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["pods"]},
+                {"verbs": ["get", "list", "watch"], "apiGroups": ["apps"], "resources": ["deployments"]}
+            ])
+        );
+        let named = decoded("role_resource_names");
+        assert_eq!(
+            named["rules"][0]["resourceNames"],
+            json!(["app-config", "other"])
+        );
+
+        let cluster = decoded("clusterrole");
+        assert_eq!(cluster["kind"], "ClusterRole");
+        assert_eq!(cluster["rules"][0]["resources"], json!(["nodes", "pods"]));
+        let urls = decoded("clusterrole_non_resource_urls");
+        assert_eq!(
+            urls["rules"],
+            json!([{"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez"]}])
+        );
+        let aggregated = decoded("clusterrole_aggregation");
+        assert_eq!(
+            aggregated["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"],
+            json!({"rbac.example.com/aggregate-to-monitoring": "true"})
+        );
+    }
+
+    #[test]
+    fn create_bindings() {
+        let binding = decoded("rolebinding");
+        assert_eq!(
+            binding["subjects"],
+            json!([
+                {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"},
+                {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs"},
+                {"kind": "ServiceAccount", "name": "builder", "namespace": "team-a"}
+            ])
+        );
+        assert_eq!(
+            binding["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"})
+        );
+        let to_cluster_role = decoded("rolebinding_clusterrole");
+        assert_eq!(to_cluster_role["roleRef"]["kind"], "ClusterRole");
+        assert_eq!(to_cluster_role["subjects"][0]["name"], "alice");
+
+        let cluster = decoded("clusterrolebinding");
+        assert_eq!(cluster["kind"], "ClusterRoleBinding");
+        assert_eq!(cluster["roleRef"]["name"], "cluster-admin");
+        assert_eq!(cluster["subjects"].as_array().unwrap().len(), 3);
+        assert_eq!(cluster["subjects"][2]["namespace"], "kube-system");
+    }
+
+    #[test]
+    fn create_quota() {
+        let quota = decoded("quota");
+        assert_eq!(
+            quota["spec"],
+            json!({
+                "hard": {"cpu": "2", "memory": "4Gi", "pods": "10", "requests.storage": "100Gi"},
+                "scopes": ["NotTerminating"]
+            })
+        );
+    }
+
+    #[test]
+    fn other_kubectl_kinds() {
+        let job = decoded("job");
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["command"], json!(["date"]));
+        assert_eq!(pod["restartPolicy"], "Never");
+
+        let cron = decoded("cronjob");
+        assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+        assert_eq!(cron["spec"]["jobTemplate"]["metadata"]["name"], "tick");
+
+        let ingress = decoded("ingress");
+        let rule = &ingress["spec"]["rules"][0];
+        assert_eq!(rule["host"], "example.com");
+        assert_eq!(
+            rule["http"]["paths"][0]["backend"]["service"],
+            json!({"name": "web", "port": {"number": 80}})
+        );
+
+        let budget = decoded("poddisruptionbudget");
+        assert_eq!(budget["spec"]["minAvailable"], 1);
+
+        let priority = decoded("priorityclass");
+        assert_eq!(priority["value"], 1000);
+        assert_eq!(priority["description"], "high prio");
+
+        let token = decoded("token");
+        assert_eq!(token["spec"]["audiences"], json!(["vault", "api"]));
+        assert_eq!(token["spec"]["expirationSeconds"], 3600);
+        assert_eq!(token["spec"]["boundObjectRef"]["name"], "mypod");
+
+        let review = decoded("auth_can_i");
+        assert_eq!(
+            review["spec"]["resourceAttributes"],
+            json!({"namespace": "default", "verb": "create", "resource": "pods"})
+        );
+        assert_eq!(decoded("auth_whoami")["status"], json!({"userInfo": {}}));
+    }
+
+    /// `kubectl create job --from=cronjob/...` re-encoded a CronJob whose job template set every
+    /// field kubectl v1.32 knows to a non-zero value; decoding must give that template back.
+    #[test]
+    fn every_pod_template_field_round_trips_through_kubectl() {
+        let expected: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/protobuf/job_from_cronjob_all_fields.json"
+        )))
+        .unwrap();
+        let job = decoded("job_from_cronjob_all_fields");
+        assert_eq!(job["spec"], expected);
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["livenessProbe"]["httpGet"]["port"], "port-port");
+        assert_eq!(container["resources"]["limits"]["k1"], "1Gi");
+    }
+
+    /// The same with every scalar left unset: gogo-protobuf still writes the non-pointer ones
+    /// as zeros, which JSON leaves out unless the field has no `omitempty`.
+    #[test]
+    fn unset_fields_stay_out_of_the_json() {
+        let job = decoded("job_from_cronjob_unset_fields");
+        let spec = &job["spec"]["template"]["spec"];
+        let container = spec["containers"][0].as_object().unwrap();
+        assert_eq!(container["name"], "", "name has no omitempty");
+        for absent in ["image", "workingDir", "stdin", "tty", "imagePullPolicy"] {
+            assert!(!container.contains_key(absent), "{absent}");
+        }
+        assert!(!container["securityContext"]
+            .as_object()
+            .unwrap()
+            .contains_key("privileged"));
+        assert_eq!(container["ports"], json!([{"containerPort": 0}]));
+        for absent in [
+            "restartPolicy",
+            "hostNetwork",
+            "dnsPolicy",
+            "terminationGracePeriodSeconds",
+        ] {
+            assert!(spec.get(absent).is_none(), "{absent}");
+        }
+        assert_eq!(spec["tolerations"], json!([{}]));
+        assert_eq!(job["status"], json!({}));
+    }
+
+    // -- hand-made bodies ----------------------------------------------------------------------
+
+    #[test]
+    fn time_int_or_string_and_packed_fields() {
+        let time = [varint_field(1, 1_704_067_200), varint_field(2, 5)].concat();
+        let metadata = [
+            bytes_field(1, b"ns"),
+            bytes_field(8, &time),
+            bytes_field(9, b""),
+            varint_field(10, 0),
+        ]
+        .concat();
+        let decoded = decode(&namespace_with_metadata(&metadata)).unwrap();
+        assert_eq!(
+            decoded["metadata"],
+            json!({
+                "name": "ns",
+                "creationTimestamp": "2024-01-01T00:00:00Z",
+                "deletionGracePeriodSeconds": 0
+            })
+        );
+
+        assert_eq!(rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_825_599).unwrap(), "2000-02-29T11:59:59Z");
+        assert_eq!(rfc3339(-62_135_596_800).unwrap(), "0001-01-01T00:00:00Z");
+        assert_eq!(rfc3339(253_402_300_799).unwrap(), "9999-12-31T23:59:59Z");
+        assert!(rfc3339(253_402_300_800).is_err());
+        assert!(rfc3339(i64::MIN).is_err());
+
+        let string_port = [varint_field(1, 1), bytes_field(3, b"http")].concat();
+        assert_eq!(int_or_string(&string_port).unwrap(), json!("http"));
+        let negative = varint_field(2, (-5i64) as u64);
+        assert_eq!(int_or_string(&negative).unwrap(), json!(-5));
+        assert!(int_or_string(&varint_field(1, 2)).is_err());
+
+        // PodSecurityContext.supplementalGroups, packed and unpacked.
+        let packed: Vec<u8> = [1u64, 2, 300].iter().flat_map(|v| varint(*v)).collect();
+        let security = [bytes_field(4, &packed), varint_field(4, 7)].concat();
+        let pod = envelope("v1", "Pod", &bytes_field(2, &bytes_field(14, &security)));
+        let decoded = decode(&pod).unwrap();
+        assert_eq!(
+            decoded["spec"]["securityContext"]["supplementalGroups"],
+            json!([1, 2, 300, 7])
+        );
+    }
+
+    #[test]
+    fn map_entries_may_lack_key_or_value() {
+        let entries = [
+            bytes_field(11, &bytes_field(1, b"only-key")),
+            bytes_field(11, &bytes_field(2, b"only-value")),
+        ]
+        .concat();
+        let decoded = decode(&namespace_with_metadata(&entries)).unwrap();
+        assert_eq!(
+            decoded["metadata"]["labels"],
+            json!({"only-key": "", "": "only-value"})
+        );
+    }
+
+    #[test]
+    fn unknown_field_numbers_are_errors() {
+        let err = decode(&namespace_with_metadata(&varint_field(99, 1))).unwrap_err();
+        assert!(
+            err.contains("unknown field number 99 in message ObjectMeta"),
+            "{err}"
+        );
+        let err = decode(&envelope("v1", "Namespace", &varint_field(7, 1))).unwrap_err();
+        assert!(
+            err.contains("unknown field number 7 in message Namespace"),
+            "{err}"
+        );
+        let mut body = namespace_with_metadata(b"");
+        body.extend(varint_field(9, 1));
+        let err = decode(&body).unwrap_err();
+        assert!(
+            err.contains("unknown field number 9 in message Unknown"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_wire_types_are_errors() {
+        let err = decode(&namespace_with_metadata(&varint_field(1, 5))).unwrap_err();
+        assert!(err.contains("ObjectMeta.name"), "{err}");
+        assert!(
+            err.contains("expected length-delimited bytes, found a varint"),
+            "{err}"
+        );
+        let err = decode(&namespace_with_metadata(&bytes_field(7, b"x"))).unwrap_err();
+        assert!(err.contains("expected a varint"), "{err}");
+        let fixed = [varint(1 << 3 | 1), vec![0; 8]].concat();
+        let err = decode(&namespace_with_metadata(&fixed)).unwrap_err();
+        assert!(err.contains("found a 64-bit value"), "{err}");
+        let group = varint(1 << 3 | 3);
+        let err = decode(&namespace_with_metadata(&group)).unwrap_err();
+        assert!(err.contains("group"), "{err}");
+    }
+
+    #[test]
+    fn envelopes_that_are_not_supported() {
+        let err = decode(&envelope("v1", "Node", b"")).unwrap_err();
+        assert!(err.contains("unknown kind \"Node\""), "{err}");
+        let err = decode(&envelope("apps/v1", "Namespace", b"")).unwrap_err();
+        assert!(err.contains("unknown kind"), "{err}");
+        let mut gzip = namespace_with_metadata(b"");
+        gzip.extend(bytes_field(3, b"gzip"));
+        assert!(decode(&gzip).unwrap_err().contains("contentEncoding"));
+        let mut json_content = namespace_with_metadata(b"");
+        json_content.extend(bytes_field(4, b"application/json"));
+        assert!(decode(&json_content).unwrap_err().contains("contentType"));
+        assert!(decode(b"{\"kind\":\"Namespace\"}")
+            .unwrap_err()
+            .contains("k8s"));
+    }
+
+    #[test]
+    fn malformed_wire_data_is_an_error() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"k8s",
+            b"k8s\0\x0a",
+            b"k8s\0\x0a\x05ab",
+            b"k8s\0\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+            b"k8s\0\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+            b"k8s\0\x00\x01",
+            b"k8s\0\x0f",
+            b"k8s\0\x0b",
+            b"k8s\0\x0a\x03\x0a\x01\xff",
+        ];
+        for case in cases {
+            assert!(decode(case).is_err(), "{case:?}");
+        }
+        let invalid_utf8 = namespace_with_metadata(&bytes_field(1, b"\xff\xfe"));
+        assert!(decode(&invalid_utf8).unwrap_err().contains("UTF-8"));
+        let bad_json = bytes_field(17, &bytes_field(7, &bytes_field(1, b"{not json")));
+        assert!(decode(&namespace_with_metadata(&bad_json))
+            .unwrap_err()
+            .contains("FieldsV1"));
+    }
+
+    #[test]
+    fn every_truncation_of_every_fixture_fails_cleanly() {
+        for (name, body) in FIXTURES {
+            // A cut leaves a well-formed envelope only between its fields: after typeMeta
+            // (an empty object), or among the empty contentEncoding and contentType that end
+            // every body.
+            assert_eq!(&body[body.len() - 4..], b"\x1a\x00\x22\x00", "{name}");
+            let after_type_meta = MAGIC.len() + 2 + usize::from(body[5]);
+            for len in 0..body.len() - 4 {
+                let result = decode(&body[..len]);
+                if len == after_type_meta {
+                    assert_eq!(result.unwrap().as_object().unwrap().len(), 2, "{name}");
+                } else {
+                    assert!(result.is_err(), "{name} cut at {len}");
+                }
+            }
+            for len in body.len() - 4..=body.len() {
+                let between_fields = (body.len() - len) % 2 == 0;
+                assert_eq!(
+                    decode(&body[..len]).is_ok(),
+                    between_fields,
+                    "{name} cut at {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn random_mutations_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        let mut errors = 0;
+        for (_, body) in FIXTURES {
+            for _ in 0..300 {
+                let mut mutated = body.to_vec();
+                for _ in 0..=next(3) {
+                    let at = next(mutated.len());
+                    match next(4) {
+                        0 => mutated[at] ^= 1 << next(8),
+                        1 => mutated[at] = next(256) as u8,
+                        2 => drop(mutated.remove(at)),
+                        _ => mutated.insert(at, next(256) as u8),
+                    }
+                }
+                errors += usize::from(decode(&mutated).is_err());
+            }
+        }
+        assert!(errors > 1000, "only {errors} mutated bodies were rejected");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 42_u64;
+        for len in 0..2000 {
+            let mut body = MAGIC.to_vec();
+            body.extend((0..len % 200).map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                (state >> 56) as u8
+            }));
+            let _ = decode(&body);
+        }
     }
 }

@@ -76,7 +76,7 @@ impl EventType {
 #[derive(Debug)]
 pub struct Event {
     pub rv: u64,
-    pub gr: GroupResource,
+    pub gr: Arc<GroupResource>,
     pub namespace: String,
     pub name: String,
     pub kind: EventType,
@@ -106,10 +106,16 @@ pub enum Write {
 
 struct Inner {
     rv: u64,
-    objects: HashMap<GroupResource, BTreeMap<ObjectKey, Stored>>,
+    objects: HashMap<GroupResource, Objects>,
     history: VecDeque<Arc<Event>>,
     /// Watches can resume from any resourceVersion >= this one.
     oldest_resumable: u64,
+}
+
+/// The objects of one resource, and its name shared by the events about them.
+struct Objects {
+    gr: Arc<GroupResource>,
+    items: BTreeMap<ObjectKey, Stored>,
 }
 
 pub struct Store {
@@ -140,7 +146,7 @@ impl Store {
     pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Stored> {
         let inner = self.inner.read().unwrap();
         let key = (ns.to_string(), name.to_string());
-        inner.objects.get(gr)?.get(&key).cloned()
+        inner.objects.get(gr)?.items.get(&key).cloned()
     }
 
     /// Objects of a resource in key order, after `start_after` when given, optionally
@@ -162,6 +168,7 @@ impl Store {
             (None, None) => Bound::Unbounded,
         };
         let items = map
+            .items
             .range((lower, Bound::Unbounded))
             .take_while(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -177,7 +184,8 @@ impl Store {
             .objects
             .iter()
             .filter(|(_, map)| {
-                map.range(lower.clone()..)
+                map.items
+                    .range(lower.clone()..)
                     .next()
                     .is_some_and(|((n, _), _)| n == ns)
             })
@@ -203,7 +211,11 @@ impl Store {
     ) -> Result<Stored, StoreError> {
         let mut inner = self.inner.write().unwrap();
         let key = (ns.to_string(), name.to_string());
-        let existing = inner.objects.get(gr).and_then(|m| m.get(&key)).cloned();
+        let existing = inner
+            .objects
+            .get(gr)
+            .and_then(|m| m.items.get(&key))
+            .cloned();
         if let (Some(want), Some(have)) = (expected_rv, &existing) {
             if want != have.rv {
                 return Err(StoreError::Conflict);
@@ -223,15 +235,18 @@ impl Store {
             }
         };
         inner.rv = rv;
-        let map = inner.objects.entry(gr.clone()).or_default();
+        let map = inner.objects.entry(gr.clone()).or_insert_with(|| Objects {
+            gr: Arc::new(gr.clone()),
+            items: BTreeMap::new(),
+        });
         if kind == EventType::Deleted {
-            map.remove(&key);
+            map.items.remove(&key);
         } else {
-            map.insert(key, stored.clone());
+            map.items.insert(key, stored.clone());
         }
         let event = Event {
             rv,
-            gr: gr.clone(),
+            gr: map.gr.clone(),
             namespace: ns.to_string(),
             name: name.to_string(),
             kind,
@@ -278,9 +293,12 @@ impl Store {
 
 fn stamp(mut obj: Value, rv: u64) -> Stored {
     obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+    let mut json = serde_json::to_vec(&obj).expect("a Value always serializes");
+    // Stored bytes live long: give back the serializer's spare capacity.
+    json.shrink_to_fit();
     Stored {
         rv,
-        json: Bytes::from(serde_json::to_vec(&obj).expect("a Value always serializes")),
+        json: Bytes::from(json),
     }
 }
 

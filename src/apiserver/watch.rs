@@ -41,6 +41,7 @@ pub fn serve(app: Arc<App>, req: WatchRequest) -> Response {
     tokio::spawn(async move {
         app.metrics.watchers.inc();
         let mut w = Watcher {
+            gr: req.rt.gr(),
             req,
             tx,
             first_table: true,
@@ -62,6 +63,7 @@ pub fn serve(app: Arc<App>, req: WatchRequest) -> Response {
 
 struct Watcher {
     req: WatchRequest,
+    gr: super::store::GroupResource,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     first_table: bool,
 }
@@ -139,7 +141,7 @@ impl Watcher {
             }
             return Ok(Some(rv));
         }
-        let (rv, items) = store.list(&self.req.rt.gr(), self.req.namespace.as_deref(), None);
+        let (rv, items) = store.list(&self.gr, self.req.namespace.as_deref(), None);
         for (_, stored) in items {
             let obj = stored.value();
             if self.matches(&obj) {
@@ -157,7 +159,7 @@ impl Watcher {
     }
 
     fn relevant(&self, e: &Event) -> bool {
-        e.gr == self.req.rt.gr()
+        *e.gr == self.gr
             && self
                 .req
                 .namespace

@@ -1,0 +1,267 @@
+//! `make bench`: figures for the embedded API server, printed for people to compare.
+//!
+//! - creates/s and updates/s over HTTP with concurrent kube-rs clients
+//! - time to list 10,000 objects (one request, and in pages of 500)
+//! - watch delivery latency with 100 concurrent watchers
+//! - resident memory per 100,000 small objects against their JSON size
+//!
+//! Client and server share this process and the machine's cores, as on a laptop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clusterset::apiserver::resources::WriteOptions;
+use clusterset::apiserver::{ApiServer, Config};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+
+const CONCURRENCY: usize = 64;
+
+fn small(name: &str) -> ConfigMap {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "bench"}}, "data": {"key": "value"}}),
+    )
+    .unwrap()
+}
+
+fn per_second(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Runs `n` operations over `CONCURRENCY` tasks; returns the elapsed time.
+async fn concurrently<F, Fut>(n: usize, op: F) -> Duration
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                for i in (w..n).step_by(CONCURRENCY) {
+                    op(i).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed()
+}
+
+async fn writes(server: &ApiServer) {
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let n = 20_000;
+    let a = api.clone();
+    let took = concurrently(n, move |i| {
+        let api = a.clone();
+        async move {
+            api.create(&PostParams::default(), &small(&format!("cm-{i}")))
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    println!(
+        "create   {n} ConfigMaps over HTTP, {CONCURRENCY} clients: {:>8.0} writes/s",
+        per_second(n, took)
+    );
+    let a = api.clone();
+    let took = concurrently(n, move |i| {
+        let api = a.clone();
+        async move {
+            let patch = Patch::Merge(json!({"data": {"key": format!("v{i}")}}));
+            api.patch(&format!("cm-{i}"), &PatchParams::default(), &patch)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    println!(
+        "update   {n} ConfigMaps (merge patch), {CONCURRENCY} clients: {:>8.0} writes/s",
+        per_second(n, took)
+    );
+}
+
+async fn lists(server: &ApiServer) {
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let started = Instant::now();
+    let all = api.list(&ListParams::default()).await.unwrap();
+    let one = started.elapsed();
+    let started = Instant::now();
+    let mut lp = ListParams::default().limit(500);
+    let mut count = 0;
+    loop {
+        let page = api.list(&lp).await.unwrap();
+        count += page.items.len();
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    let paged = started.elapsed();
+    println!(
+        "list     {} objects in one request: {:>8.1} ms (kube-rs decode included)",
+        all.items.len(),
+        one.as_secs_f64() * 1e3
+    );
+    println!(
+        "list     {count} objects in pages of 500: {:>8.1} ms",
+        paged.as_secs_f64() * 1e3
+    );
+}
+
+async fn watch_latency(server: &ApiServer) {
+    let watchers = 100;
+    let events = 200;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "watch");
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "watch"}})).unwrap();
+    Api::all(server.client())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let origin = Instant::now();
+    let rv = server.state.store.current_rv().to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    for _ in 0..watchers {
+        let mut stream = api
+            .watch(&WatchParams::default(), &rv)
+            .await
+            .unwrap()
+            .boxed();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut seen = 0;
+            while let Some(Ok(e)) = stream.next().await {
+                if let WatchEvent::Added(cm) = e {
+                    let sent: u64 = cm.data.unwrap()["sent"].parse().unwrap();
+                    let now = origin.elapsed().as_nanos() as u64;
+                    let _ = tx.send(Duration::from_nanos(now.saturating_sub(sent)));
+                    seen += 1;
+                    if seen == events {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    for i in 0..events {
+        let mut cm = small(&format!("w-{i}"));
+        cm.data = Some(
+            [(
+                "sent".to_string(),
+                (origin.elapsed().as_nanos() as u64).to_string(),
+            )]
+            .into(),
+        );
+        api.create(&PostParams::default(), &cm).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut latencies = Vec::new();
+    while let Some(d) = rx.recv().await {
+        latencies.push(d);
+    }
+    latencies.sort();
+    println!(
+        "watch    {} deliveries to {watchers} watchers: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (create request sent → event decoded)",
+        latencies.len(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+    );
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Memory held per stored object: written in-process so that client buffers do not count.
+async fn memory() {
+    let server = ApiServer::start(Config {
+        history_limit: 1000,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let rt = server.state.registry.find_kind("", "ConfigMap").unwrap();
+    let n = 100_000;
+    let before = resident_bytes();
+    let mut json_bytes = 0;
+    for i in 0..n {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "labels": {"app": "bench"}}, "data": {"key": "value"}});
+        server
+            .state
+            .create(&rt, "default", obj, &WriteOptions::default())
+            .unwrap();
+    }
+    for (_, stored) in server.state.store.list(&rt.gr(), Some("default"), None).1 {
+        json_bytes += stored.json.len() as u64;
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    let started = Instant::now();
+    let opts = WriteOptions {
+        manager: "bench".into(),
+        ..WriteOptions::default()
+    };
+    for i in 0..20_000 {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("pipe-{i}")}, "data": {"key": "value"}});
+        server.state.create(&rt, "default", obj, &opts).unwrap();
+    }
+    println!(
+        "pipeline 20000 creates in-process, one thread (no HTTP): {:>8.0} writes/s",
+        per_second(20_000, started.elapsed())
+    );
+    println!(
+        "memory   {n} small objects: {:.1} MiB resident for {:.1} MiB of JSON ({:.2}x, {} bytes/object)",
+        grown as f64 / 1048576.0,
+        json_bytes as f64 / 1048576.0,
+        grown as f64 / json_bytes as f64,
+        grown / n,
+    );
+    server.shutdown().await;
+}
+
+#[tokio::main]
+async fn main() {
+    println!(
+        "clusterset apiserver benchmark ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    memory().await;
+    let server = ApiServer::start(Config::default()).await.unwrap();
+    writes(&server).await;
+    // Trim to 10,000 objects for the list figure.
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let a = api.clone();
+    concurrently(10_000, move |i| {
+        let api = a.clone();
+        async move {
+            api.delete(&format!("cm-{}", i + 10_000), &Default::default())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    lists(&server).await;
+    watch_latency(&server).await;
+    server.shutdown().await;
+}
