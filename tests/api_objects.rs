@@ -676,6 +676,24 @@ async fn strict_field_validation_names_unknown_fields() {
             .contains("unknown field \"bogus\""),
         "{status}"
     );
+    let dup =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","name":"y"}}"#.to_vec();
+    let (code, status) = raw(
+        &t,
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "application/json",
+        dup,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field \"metadata.name\""),
+        "{status}"
+    );
     // Without Strict, the field is dropped and the object stored.
     let (code, obj) = raw(
         &t,
@@ -700,4 +718,92 @@ async fn dry_run_stores_nothing() {
     let made = api.create(&pp, &cm("dry", json!({}))).await.unwrap();
     assert_eq!(made.metadata.name.as_deref(), Some("dry"));
     assert!(api.get_opt("dry").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn delete_collection_honours_selectors() {
+    let t = TestServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    for (name, app) in [("a", "web"), ("b", "web"), ("c", "api")] {
+        api.create(&PostParams::default(), &cm(name, json!({"app": app})))
+            .await
+            .unwrap();
+    }
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=web"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = deleted
+        .left()
+        .expect("the deleted objects are listed")
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let left: Vec<_> = api.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].metadata.name.as_deref(), Some("c"));
+}
+
+#[tokio::test]
+async fn statefulsets_and_custom_resources_scale() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let t = TestServer::start().await;
+    let sets: Api<StatefulSet> = Api::namespaced(t.client.clone(), "default");
+    let sts: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {
+        "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+        "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "postgres"}]}}}}))
+    .unwrap();
+    sets.create(&PostParams::default(), &sts).await.unwrap();
+    sets.patch_scale(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sets.get("db").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
+
+    let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer", "default": 1}}},
+                    "status": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]},
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let widgets: Api<DynamicObject> =
+        Api::namespaced_with(t.client.clone(), "default", &ApiResource::from_gvk(&gvk));
+    let w: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {}}),
+    )
+    .unwrap();
+    let made = widgets.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(made.data["spec"]["size"], 1, "schema defaults apply");
+    let scale = widgets.get_scale("w").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(1));
+    widgets
+        .patch_scale(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(widgets.get("w").await.unwrap().data["spec"]["size"], 4);
 }

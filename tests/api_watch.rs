@@ -389,3 +389,29 @@ async fn watcher_works_on_every_builtin_resource() {
     }
     assert!(checked >= 20, "only {checked} resources were watchable");
 }
+
+#[tokio::test]
+async fn watch_across_all_namespaces() {
+    let t = TestServer::start().await;
+    let all: Api<ConfigMap> = Api::all(t.client.clone());
+    let rv = t.server.state.store.current_rv().to_string();
+    let mut stream = all
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    for ns in ["default", "kube-system"] {
+        let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), ns);
+        api.create(&PostParams::default(), &cm(&format!("in-{ns}"), "web"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        name_of(&next_event(&mut stream).await),
+        ("ADDED", "in-default".into())
+    );
+    assert_eq!(
+        name_of(&next_event(&mut stream).await),
+        ("ADDED", "in-kube-system".into())
+    );
+}

@@ -17,9 +17,11 @@ use super::errors::{ApiError, ApiResult};
 use super::registry::ResourceType;
 use super::resources::{
     to_version, DeleteOptions, FieldValidation, PatchKind, State, Subresource, WriteOptions,
+    Written,
 };
 use super::routes::{self, ResourcePath, Route};
 use super::selectors::{supported_fields, FieldSelector, LabelSelector};
+use super::store::Json;
 use super::table::{self, IncludeObject};
 use super::telemetry::Metrics;
 use super::watch::{self, WatchRequest};
@@ -168,11 +170,11 @@ async fn resource_request(
         ("list", None) => ctx.list(),
         ("get", Some(name)) => ctx.get(name, sub),
         ("create", None) if path.namespace.is_some() || !rt.namespaced => {
-            let obj = decode_body(&headers, read_body(body).await?)?;
+            let obj = decode_body(&headers, read_body(body).await?, ctx.strict())?;
             ctx.create(obj)
         }
         ("update", Some(name)) => {
-            let obj = decode_body(&headers, read_body(body).await?)?;
+            let obj = decode_body(&headers, read_body(body).await?, ctx.strict())?;
             ctx.update(name, obj, sub)
         }
         ("patch", Some(name)) => {
@@ -212,9 +214,12 @@ fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Parses a JSON or YAML body into an object.
-fn decode_body(headers: &HeaderMap, body: Bytes) -> ApiResult<Value> {
+/// Parses a JSON, YAML or protobuf body into an object; `strict` refuses duplicate
+/// fields in JSON.
+fn decode_body(headers: &HeaderMap, body: Bytes, strict: bool) -> ApiResult<Value> {
     match content_type(headers).as_str() {
+        "" | "application/json" if strict => super::strict_json::parse(&body)
+            .map_err(|e| ApiError::bad_request(format!("strict decoding error: {e}"))),
         "" | "application/json" | "application/yaml" | "text/yaml" => parse_document(&body),
         // kubectl's typed commands (`create namespace`, `create deployment`, ...) send protobuf.
         "application/vnd.kubernetes.protobuf" => super::protobuf::decode(&body).map_err(|e| {
@@ -272,6 +277,13 @@ struct Ctx<'a> {
     headers: &'a HeaderMap,
 }
 
+/// An object to answer with: stored bytes go out as they are when the client wants
+/// plain JSON in the version they are stored in.
+enum Answer {
+    Stored(Json),
+    Object(Value),
+}
+
 /// How the client wants objects rendered.
 enum Rendering {
     Plain,
@@ -300,6 +312,12 @@ impl Ctx<'_> {
             return Ok(Rendering::Metadata);
         }
         Ok(Rendering::Plain)
+    }
+
+    fn strict(&self) -> bool {
+        self.query
+            .get("fieldValidation")
+            .is_some_and(|v| v == "Strict")
     }
 
     fn write_options(&self) -> ApiResult<WriteOptions> {
@@ -357,19 +375,31 @@ impl Ctx<'_> {
     fn object_response(
         &self,
         status: StatusCode,
-        obj: Value,
+        answer: Answer,
         warnings: &[String],
     ) -> ApiResult<Response> {
-        let obj = to_version(self.rt, obj, self.version);
-        let body = match self.rendering()? {
-            Rendering::Plain => obj,
-            Rendering::Metadata => table::partial_metadata(&obj),
-            Rendering::Table(include) => {
-                let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-                table::table(self.rt, self.version, &[obj], meta, include, true)
+        let rendering = self.rendering()?;
+        let as_stored =
+            matches!(rendering, Rendering::Plain) && self.version == self.rt.storage_version;
+        let mut response = match answer {
+            Answer::Stored(json) if as_stored => raw_json_response(status, json),
+            answer => {
+                let obj = match answer {
+                    Answer::Stored(json) => serde_json::from_slice(&json).expect("stored JSON"),
+                    Answer::Object(v) => v,
+                };
+                let obj = to_version(self.rt, obj, self.version);
+                let body = match rendering {
+                    Rendering::Plain => obj,
+                    Rendering::Metadata => table::partial_metadata(&obj),
+                    Rendering::Table(include) => {
+                        let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+                        table::table(self.rt, self.version, &[obj], meta, include, true)
+                    }
+                };
+                json_response(status, &body)
             }
         };
-        let mut response = json_response(status, &body);
         for w in warnings {
             if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {:?}", w)) {
                 response.headers_mut().append(header::WARNING, v);
@@ -378,14 +408,22 @@ impl Ctx<'_> {
         Ok(response)
     }
 
+    fn written_response(&self, status: StatusCode, w: Written) -> ApiResult<Response> {
+        let answer = match w.json {
+            Some(json) => Answer::Stored(json),
+            None => Answer::Object(w.object),
+        };
+        self.object_response(status, answer, &w.warnings)
+    }
+
     fn get(&self, name: &str, sub: Subresource) -> ApiResult<Response> {
-        let obj = self.state().get(self.rt, self.ns, name)?.value();
+        let stored = self.state().get(self.rt, self.ns, name)?;
         match sub {
             Subresource::Scale => Ok(json_response(
                 StatusCode::OK,
-                &super::resources::scale_of(self.rt, &obj)?,
+                &super::resources::scale_of(self.rt, &stored.value())?,
             )),
-            _ => self.object_response(StatusCode::OK, obj, &[]),
+            _ => self.object_response(StatusCode::OK, Answer::Stored(stored.json), &[]),
         }
     }
 
@@ -470,7 +508,7 @@ impl Ctx<'_> {
         self.list_response(selected, meta)
     }
 
-    fn list_response(&self, items: Vec<Bytes>, meta: Value) -> ApiResult<Response> {
+    fn list_response(&self, items: Vec<Json>, meta: Value) -> ApiResult<Response> {
         let same_version = self.version == self.rt.storage_version;
         match self.rendering()? {
             Rendering::Plain if same_version => Ok(raw_list_response(
@@ -546,7 +584,7 @@ impl Ctx<'_> {
     fn create(&self, obj: Value) -> ApiResult<Response> {
         let opts = self.write_options()?;
         let w = self.state().create(self.rt, self.ns, obj, &opts)?;
-        self.object_response(StatusCode::CREATED, w.object, &w.warnings)
+        self.written_response(StatusCode::CREATED, w)
     }
 
     fn update(&self, name: &str, obj: Value, sub: Subresource) -> ApiResult<Response> {
@@ -571,7 +609,7 @@ impl Ctx<'_> {
         let w = self
             .state()
             .update(self.rt, self.ns, name, obj, sub, &opts)?;
-        self.object_response(StatusCode::OK, w.object, &w.warnings)
+        self.written_response(StatusCode::OK, w)
     }
 
     fn patch(
@@ -625,7 +663,7 @@ impl Ctx<'_> {
         } else {
             StatusCode::OK
         };
-        self.object_response(status, w.object, &w.warnings)
+        self.written_response(status, w)
     }
 
     fn delete_options(&self, body: &[u8]) -> ApiResult<DeleteOptions> {
@@ -665,7 +703,7 @@ impl Ctx<'_> {
                 .get(&self.rt.gr(), self.ns, name)
                 .is_some()
         {
-            return self.object_response(StatusCode::OK, obj, &[]);
+            return self.object_response(StatusCode::OK, Answer::Object(obj), &[]);
         }
         let mut details =
             json!({"name": name, "kind": self.rt.plural, "uid": obj["metadata"]["uid"]});
@@ -693,7 +731,7 @@ impl Ctx<'_> {
             }
             match self.state().delete(self.rt, &ns, &name, &opts) {
                 Ok(obj) => {
-                    deleted.push(Bytes::from(serde_json::to_vec(&obj).expect("serializable")))
+                    deleted.push(Json::from(serde_json::to_vec(&obj).expect("serializable")))
                 }
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -703,13 +741,18 @@ impl Ctx<'_> {
     }
 }
 
+fn raw_json_response(status: StatusCode, json: Json) -> Response {
+    let body = Bytes::from_owner(json);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).expect("a Value always serializes");
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 /// A list built from stored bytes without parsing them.
-fn raw_list_response(api_version: &str, kind: &str, meta: &Value, items: &[Bytes]) -> Response {
+fn raw_list_response(api_version: &str, kind: &str, meta: &Value, items: &[Json]) -> Response {
     let head = format!(
         r#"{{"kind":{},"apiVersion":{},"metadata":{},"items":["#,
         json!(kind),

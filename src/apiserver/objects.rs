@@ -100,24 +100,48 @@ pub fn spec_part(obj: &Value, has_status: bool) -> Value {
 }
 
 /// Equal apart from resourceVersion and managedFields timestamps: a write that
-/// changes nothing else is not a change.
-pub fn same_content(a: &Value, b: &Value) -> bool {
-    strip_volatile(a) == strip_volatile(b)
+/// changes nothing else is not a change. The volatile fields are taken out for the
+/// comparison and put back, so nothing is cloned.
+pub fn same_content(a: &mut Value, b: &mut Value) -> bool {
+    let saved_a = take_volatile(a);
+    let saved_b = take_volatile(b);
+    let same = a == b;
+    restore_volatile(a, saved_a);
+    restore_volatile(b, saved_b);
+    same
 }
 
-fn strip_volatile(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-        if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
-            for e in entries {
-                if let Some(e) = e.as_object_mut() {
-                    e.remove("time");
-                }
+type Volatile = (Option<Value>, Vec<Option<Value>>);
+
+fn take_volatile(v: &mut Value) -> Volatile {
+    let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return (None, Vec::new());
+    };
+    let rv = m.remove("resourceVersion");
+    let times = match m.get_mut("managedFields") {
+        Some(Value::Array(entries)) => entries
+            .iter_mut()
+            .map(|e| e.as_object_mut().and_then(|e| e.remove("time")))
+            .collect(),
+        _ => Vec::new(),
+    };
+    (rv, times)
+}
+
+fn restore_volatile(v: &mut Value, (rv, times): Volatile) {
+    let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+        for (e, t) in entries.iter_mut().zip(times) {
+            if let (Some(e), Some(t)) = (e.as_object_mut(), t) {
+                e.insert("time".into(), t);
             }
         }
     }
-    v
+    if let Some(rv) = rv {
+        m.insert("resourceVersion".into(), rv);
+    }
 }
 
 #[cfg(test)]
@@ -137,9 +161,14 @@ mod tests {
 
     #[test]
     fn volatile_fields_do_not_count_as_changes() {
-        let a = json!({"metadata": {"resourceVersion": "1", "managedFields": [{"manager": "m", "time": "t1"}]}, "spec": 1});
-        let b = json!({"metadata": {"resourceVersion": "2", "managedFields": [{"manager": "m", "time": "t2"}]}, "spec": 1});
-        assert!(same_content(&a, &b));
-        assert!(!same_content(&a, &json!({"metadata": {}, "spec": 2})));
+        let mut a = json!({"metadata": {"resourceVersion": "1", "managedFields": [{"manager": "m", "time": "t1"}]}, "spec": 1});
+        let mut b = json!({"metadata": {"resourceVersion": "2", "managedFields": [{"manager": "m", "time": "t2"}]}, "spec": 1});
+        let before = a.clone();
+        assert!(same_content(&mut a, &mut b));
+        assert_eq!(a, before, "the volatile fields are put back");
+        assert!(!same_content(
+            &mut a,
+            &mut json!({"metadata": {}, "spec": 2})
+        ));
     }
 }

@@ -67,6 +67,8 @@ pub struct DeleteOptions {
 /// The result of a write.
 pub struct Written {
     pub object: Value,
+    /// The stored bytes of `object`, when it was stored (not for dry runs or deletions).
+    pub json: Option<super::store::Json>,
     pub warnings: Vec<String>,
     pub created: bool,
 }
@@ -370,7 +372,7 @@ impl State {
         sub: Subresource,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let old_value = old.map(Stored::value);
+        let mut old_value = old.map(Stored::value);
         let mut new = to_storage(rt, new);
         if let Some(old_value) = &old_value {
             new = merge_subresource(rt, old_value, new, sub);
@@ -407,11 +409,12 @@ impl State {
                 sub.field_manager_name(),
             );
         }
-        if let (Some(old), Some(old_value)) = (old, &old_value) {
-            if objects::same_content(old_value, &new) {
+        if let (Some(old), Some(old_value)) = (old, &mut old_value) {
+            if objects::same_content(old_value, &mut new) {
                 admission::release(&self.alloc, rt, &new, Some(old_value));
                 return Ok(Written {
                     object: old.value(),
+                    json: Some(old.json.clone()),
                     warnings,
                     created: false,
                 });
@@ -421,6 +424,7 @@ impl State {
             admission::release(&self.alloc, rt, &new, old_value.as_ref());
             return Ok(Written {
                 object: new,
+                json: None,
                 warnings,
                 created: old.is_none(),
             });
@@ -434,14 +438,14 @@ impl State {
             .store
             .write(&rt.gr(), ns, name, old.map(|o| o.rv), write)
         {
-            Ok(stored) => {
+            Ok(committed) => {
                 if let Some(old_value) = &old_value {
                     admission::release(&self.alloc, rt, old_value, Some(&new));
                 }
-                let object = stored.value();
-                self.after_write(rt, &object);
+                self.after_write(rt, &committed.object);
                 Ok(Written {
-                    object,
+                    object: committed.object,
+                    json: Some(committed.stored.json),
                     warnings,
                     created: old.is_none(),
                 })
@@ -588,7 +592,7 @@ impl State {
                 .store
                 .write(&rt.gr(), ns, name, Some(old.rv), Write::Update(marked))
             {
-                Ok(stored) => return Ok(stored.value()),
+                Ok(committed) => return Ok(committed.object),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(store_error(rt, name, e)),
             }
@@ -624,6 +628,7 @@ impl State {
         if dry_run {
             return Ok(Written {
                 object: value,
+                json: None,
                 warnings: Vec::new(),
                 created: false,
             });
@@ -631,13 +636,14 @@ impl State {
         if rt.group == "apiextensions.k8s.io" {
             self.remove_custom_resources(&value);
         }
-        let stored = self
+        let committed = self
             .store
             .write(&rt.gr(), ns, name, Some(old.rv), Write::Delete)
             .map_err(|e| store_error(rt, name, e))?;
         admission::release(&self.alloc, rt, &value, None);
         Ok(Written {
-            object: stored.value(),
+            object: committed.object,
+            json: None,
             warnings: Vec::new(),
             created: false,
         })

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
 use serde_json::Value;
 
 /// Identifies a resource independently of the version it is served in.
@@ -41,11 +40,31 @@ impl std::fmt::Display for GroupResource {
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type ObjectKey = (String, String);
 
+/// A serialized object: one allocation, shared by the store, watch history and
+/// responses.
+pub type Json = Arc<[u8]>;
+
 /// One stored object version.
 #[derive(Clone, Debug)]
 pub struct Stored {
     pub rv: u64,
-    pub json: Bytes,
+    pub json: Json,
+}
+
+/// The key objects are kept under: namespace and name joined by a NUL, which no
+/// valid name contains and which sorts before every character, so the map's order
+/// is by namespace, then name. One allocation instead of two.
+fn join_key(ns: &str, name: &str) -> Box<str> {
+    let mut k = String::with_capacity(ns.len() + 1 + name.len());
+    k.push_str(ns);
+    k.push('\0');
+    k.push_str(name);
+    k.into_boxed_str()
+}
+
+fn split_key(k: &str) -> ObjectKey {
+    let (ns, name) = k.split_once('\0').unwrap_or(("", k));
+    (ns.to_string(), name.to_string())
 }
 
 impl Stored {
@@ -80,8 +99,8 @@ pub struct Event {
     pub namespace: String,
     pub name: String,
     pub kind: EventType,
-    pub object: Bytes,
-    pub prev: Option<Bytes>,
+    pub object: Json,
+    pub prev: Option<Json>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -95,6 +114,14 @@ pub enum StoreError {
         requested: u64,
         oldest: u64,
     },
+}
+
+/// A write as committed: what is stored, and the same object as a value (for a
+/// deletion, the object's last state at the deletion's version).
+#[derive(Debug)]
+pub struct Committed {
+    pub stored: Stored,
+    pub object: Value,
 }
 
 /// What a write does to one key.
@@ -115,7 +142,7 @@ struct Inner {
 /// The objects of one resource, and its name shared by the events about them.
 struct Objects {
     gr: Arc<GroupResource>,
-    items: BTreeMap<ObjectKey, Stored>,
+    items: BTreeMap<Box<str>, Stored>,
 }
 
 pub struct Store {
@@ -145,8 +172,12 @@ impl Store {
 
     pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Stored> {
         let inner = self.inner.read().unwrap();
-        let key = (ns.to_string(), name.to_string());
-        inner.objects.get(gr)?.items.get(&key).cloned()
+        inner
+            .objects
+            .get(gr)?
+            .items
+            .get(&*join_key(ns, name))
+            .cloned()
     }
 
     /// Objects of a resource in key order, after `start_after` when given, optionally
@@ -163,15 +194,16 @@ impl Store {
             return (inner.rv, Vec::new());
         };
         let lower = match (start_after, namespace) {
-            (Some(k), _) => Bound::Excluded(k.clone()),
-            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+            (Some((ns, name)), _) => Bound::Excluded(join_key(ns, name)),
+            (None, Some(ns)) => Bound::Included(join_key(ns, "")),
             (None, None) => Bound::Unbounded,
         };
+        let prefix = namespace.map(|ns| join_key(ns, ""));
         let items = map
             .items
             .range((lower, Bound::Unbounded))
-            .take_while(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .take_while(|(k, _)| prefix.as_ref().is_none_or(|p| k.starts_with(&**p)))
+            .map(|(k, v)| (split_key(k), v.clone()))
             .collect();
         (inner.rv, items)
     }
@@ -179,15 +211,15 @@ impl Store {
     /// Namespaces that hold at least one object of any resource, with the resources.
     pub fn resources_in_namespace(&self, ns: &str) -> Vec<GroupResource> {
         let inner = self.inner.read().unwrap();
-        let lower = (ns.to_string(), String::new());
+        let prefix = join_key(ns, "");
         inner
             .objects
             .iter()
             .filter(|(_, map)| {
                 map.items
-                    .range(lower.clone()..)
+                    .range(prefix.clone()..)
                     .next()
-                    .is_some_and(|((n, _), _)| n == ns)
+                    .is_some_and(|(k, _)| k.starts_with(&*prefix))
             })
             .map(|(gr, _)| gr.clone())
             .collect()
@@ -208,9 +240,9 @@ impl Store {
         name: &str,
         expected_rv: Option<u64>,
         write: Write,
-    ) -> Result<Stored, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut inner = self.inner.write().unwrap();
-        let key = (ns.to_string(), name.to_string());
+        let key = join_key(ns, name);
         let existing = inner
             .objects
             .get(gr)
@@ -222,7 +254,7 @@ impl Store {
             }
         }
         let rv = inner.rv + 1;
-        let (kind, stored) = match (write, &existing) {
+        let (kind, (stored, object)) = match (write, &existing) {
             (Write::Create(_), Some(_)) => return Err(StoreError::AlreadyExists),
             (Write::Update(_) | Write::Delete, None) => return Err(StoreError::NotFound),
             (Write::Create(obj), None) => (EventType::Added, stamp(obj, rv)),
@@ -235,10 +267,14 @@ impl Store {
             }
         };
         inner.rv = rv;
-        let map = inner.objects.entry(gr.clone()).or_insert_with(|| Objects {
-            gr: Arc::new(gr.clone()),
-            items: BTreeMap::new(),
-        });
+        if !inner.objects.contains_key(gr) {
+            let objects = Objects {
+                gr: Arc::new(gr.clone()),
+                items: BTreeMap::new(),
+            };
+            inner.objects.insert(gr.clone(), objects);
+        }
+        let map = inner.objects.get_mut(gr).expect("inserted above");
         if kind == EventType::Deleted {
             map.items.remove(&key);
         } else {
@@ -256,7 +292,7 @@ impl Store {
         self.record(&mut inner, event);
         drop(inner);
         self.latest.send_replace(rv);
-        Ok(stored)
+        Ok(Committed { stored, object })
     }
 
     fn record(&self, inner: &mut Inner, event: Event) {
@@ -291,15 +327,18 @@ impl Store {
     }
 }
 
-fn stamp(mut obj: Value, rv: u64) -> Stored {
+/// Sets the resourceVersion and serializes: the stored form and the object itself.
+fn stamp(mut obj: Value, rv: u64) -> (Stored, Value) {
     obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-    let mut json = serde_json::to_vec(&obj).expect("a Value always serializes");
-    // Stored bytes live long: give back the serializer's spare capacity.
-    json.shrink_to_fit();
-    Stored {
-        rv,
-        json: Bytes::from(json),
-    }
+    let json = serde_json::to_vec(&obj).expect("a Value always serializes");
+    // Copied into an exact-size allocation: stored objects live long.
+    (
+        Stored {
+            rv,
+            json: Json::from(json),
+        },
+        obj,
+    )
 }
 
 #[cfg(test)]
@@ -317,10 +356,12 @@ mod tests {
         let gr = GroupResource::new("", "configmaps");
         let a = store
             .write(&gr, "a", "x", None, Write::Create(cm("x")))
-            .unwrap();
+            .unwrap()
+            .stored;
         let b = store
             .write(&gr, "a", "x", Some(a.rv), Write::Update(cm("x")))
-            .unwrap();
+            .unwrap()
+            .stored;
         assert!(b.rv > a.rv);
         assert_eq!(b.value()["metadata"]["resourceVersion"], b.rv.to_string());
         let stale = store.write(&gr, "a", "x", Some(a.rv), Write::Update(cm("x")));
@@ -356,7 +397,8 @@ mod tests {
         let gr = GroupResource::new("", "configmaps");
         let first = store
             .write(&gr, "a", "x", None, Write::Create(cm("x")))
-            .unwrap();
+            .unwrap()
+            .stored;
         for _ in 0..5 {
             store
                 .write(&gr, "a", "x", None, Write::Update(cm("x")))
