@@ -23,7 +23,7 @@ pub fn spawn(state: Arc<State>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<(
 }
 
 /// Something that reacts to every change in the store.
-trait Follower: Send + 'static {
+pub(crate) trait Follower: Send + 'static {
     /// One object as it now is (`Deleted`: as it last was). Objects present when
     /// following starts arrive as `Added`.
     fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]);
@@ -31,7 +31,7 @@ trait Follower: Send + 'static {
     fn reconcile(&mut self, state: &State);
 }
 
-async fn follow(state: Arc<State>, mut stop: watch::Receiver<bool>, mut f: impl Follower) {
+pub(crate) async fn follow(state: Arc<State>, mut stop: watch::Receiver<bool>, mut f: impl Follower) {
     let mut changes = state.store.subscribe();
     changes.borrow_and_update();
     let mut last = state.store.current_rv();

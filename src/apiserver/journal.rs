@@ -719,6 +719,15 @@ mod tests {
     }
 
     #[test]
+    fn journal_and_durable_can_be_shared_with_tasks() {
+        fn shared<T: Send + Sync>() {}
+        fn sent<T: Send>() {}
+        shared::<Journal>();
+        sent::<Durable>();
+        shared::<JournalError>();
+    }
+
+    #[test]
     fn a_new_directory_is_empty() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
@@ -823,7 +832,7 @@ mod tests {
                 });
             }
         });
-        // Dropping without close: everything acknowledged is already on disk.
+        // Dropped, not closed: the drop path must also let go of the directory.
         drop(journal);
         let (_, recovered) = open(tmp.path(), 10_000);
         assert_eq!(recovered.rv, 800);
@@ -935,6 +944,52 @@ mod tests {
         }
         std::fs::write(&path, &full).unwrap();
         assert_eq!(open(tmp.path(), 10).1.objects.len(), 200);
+    }
+
+    /// Appends 201..=260 to a journal written by `written_journal`, one commit each,
+    /// and copies the database and its WAL while the journal is still open: what a
+    /// `kill -9` at this point would leave on disk.
+    fn snapshot_of_open_journal(dir: &Path) -> tempfile::TempDir {
+        let (journal, _) = open(dir, 1000);
+        for rv in 201..=260 {
+            let r = record(rv, &format!("o{rv}"), RecordKind::Added);
+            journal.append(r).wait_blocking().unwrap();
+        }
+        let copy = tempfile::tempdir().unwrap();
+        for file in [DB_FILE.to_string(), format!("{DB_FILE}-wal")] {
+            std::fs::copy(dir.join(&file), copy.path().join(&file)).unwrap();
+        }
+        journal.close();
+        copy
+    }
+
+    #[test]
+    fn a_truncated_file_with_a_wal_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        written_journal(tmp.path());
+        let copy = snapshot_of_open_journal(tmp.path());
+        let path = copy.path().join(DB_FILE);
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+        assert_names_file(&open_err(copy.path()), "corrupt");
+    }
+
+    #[test]
+    fn a_torn_wal_tail_recovers_a_consistent_prefix() {
+        let tmp = tempfile::tempdir().unwrap();
+        written_journal(tmp.path());
+        let copy = snapshot_of_open_journal(tmp.path());
+        // A write torn by power loss: the WAL ends in the middle of a frame. SQLite's
+        // frame checksums drop the incomplete commit; earlier ones stay.
+        let wal = copy.path().join(format!("{DB_FILE}-wal"));
+        let bytes = std::fs::read(&wal).unwrap();
+        std::fs::write(&wal, &bytes[..bytes.len() - 1000]).unwrap();
+        let (_, torn) = open(copy.path(), 1000);
+        assert!((200..260).contains(&torn.rv), "recovered rv {}", torn.rv);
+        let mut rvs: Vec<_> = torn.objects.iter().map(|o| o.rv).collect();
+        rvs.sort();
+        assert_eq!(rvs, (1..=torn.rv).collect::<Vec<_>>());
+        assert_eq!(torn.events.last().map(|e| e.rv), Some(torn.rv));
     }
 
     #[test]
