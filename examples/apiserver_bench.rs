@@ -60,7 +60,14 @@ where
 
 /// Sends one request with a ready-made body and checks the status; the client does
 /// no JSON work, so the figure is the server's.
-async fn send(client: &kube::Client, method: &str, uri: String, content_type: &str, body: String, want: u16) {
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    uri: String,
+    content_type: &str,
+    body: String,
+    want: u16,
+) {
     let req = http::Request::builder()
         .method(method)
         .uri(uri)
@@ -69,7 +76,9 @@ async fn send(client: &kube::Client, method: &str, uri: String, content_type: &s
         .unwrap();
     let resp = client.send(req).await.unwrap();
     assert_eq!(resp.status().as_u16(), want);
-    http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
 }
 
 async fn writes(server: &ApiServer) {
@@ -85,23 +94,39 @@ async fn writes(server: &ApiServer) {
         }
     })
     .await;
-    println!("create   {n} ConfigMaps over HTTP, {CONCURRENCY} clients: {:>8.0} writes/s", per_second(n, took));
+    println!(
+        "create   {n} ConfigMaps over HTTP, {CONCURRENCY} clients: {:>8.0} writes/s",
+        per_second(n, took)
+    );
     let c = client.clone();
     let took = concurrently(n, move |i| {
         let client = c.clone();
         async move {
             let body = format!(r#"{{"data":{{"key":"v{i}"}}}}"#);
-            send(&client, "PATCH", format!("{collection}/cm-{i}"), "application/merge-patch+json", body, 200).await;
+            send(
+                &client,
+                "PATCH",
+                format!("{collection}/cm-{i}"),
+                "application/merge-patch+json",
+                body,
+                200,
+            )
+            .await;
         }
     })
     .await;
-    println!("update   {n} ConfigMaps (merge patch) over HTTP, {CONCURRENCY} clients: {:>8.0} writes/s", per_second(n, took));
+    println!(
+        "update   {n} ConfigMaps (merge patch) over HTTP, {CONCURRENCY} clients: {:>8.0} writes/s",
+        per_second(n, took)
+    );
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     let typed = 5_000;
     let took = concurrently(typed, move |i| {
         let api = api.clone();
         async move {
-            api.create(&PostParams::default(), &small(&format!("typed-{i}"))).await.unwrap();
+            api.create(&PostParams::default(), &small(&format!("typed-{i}")))
+                .await
+                .unwrap();
         }
     })
     .await;

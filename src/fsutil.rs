@@ -17,3 +17,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     tmp.persist(path)?;
     Ok(())
 }
+
+/// Like [`write_atomic`], readable by the owner only (keys and tokens).
+pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    write_atomic(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}

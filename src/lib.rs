@@ -3,4 +3,5 @@
 
 pub mod apiserver;
 pub mod fsutil;
+pub mod pki;
 pub mod telemetry;

@@ -26,7 +26,7 @@ enum Command {
         /// Where to write the admin kubeconfig once serving.
         #[arg(long, default_value = "kubeconfig")]
         kubeconfig: PathBuf,
-        /// Directory for durable state (not yet used: state is in memory).
+        /// Keep objects durably in this directory (SQLite); in memory without it.
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Service CIDRs, primary family first; give two for dual-stack.
@@ -49,12 +49,10 @@ async fn main() -> anyhow::Result<()> {
             service_cidrs,
             name,
         } => {
-            if let Some(dir) = data_dir {
-                tracing::warn!(dir = %dir.display(), "--data-dir is accepted but state is kept in memory for now");
-            }
             let config = Config {
                 listen,
                 service_cidrs,
+                data_dir,
                 ..Config::default()
             };
             let server = ApiServer::start(config).await?;

@@ -50,6 +50,19 @@ pub fn release(
     }
 }
 
+/// Marks what a stored Service holds as taken, when the allocator is rebuilt.
+pub fn claim_held(alloc: &mut Allocator, svc: &Value) {
+    let (ips, ports) = held(svc);
+    for ip in ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
+        if let Some(range) = alloc.range_mut(family_of(&ip)) {
+            let _ = range.claim(ip);
+        }
+    }
+    for port in ports {
+        let _ = alloc.claim_node_port(port);
+    }
+}
+
 fn held(svc: &Value) -> (Vec<String>, Vec<u16>) {
     let ips = super::objects::string_list(&svc["spec"]["clusterIPs"])
         .into_iter()

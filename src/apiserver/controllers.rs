@@ -31,7 +31,11 @@ pub(crate) trait Follower: Send + 'static {
     fn reconcile(&mut self, state: &State);
 }
 
-pub(crate) async fn follow(state: Arc<State>, mut stop: watch::Receiver<bool>, mut f: impl Follower) {
+pub(crate) async fn follow(
+    state: Arc<State>,
+    mut stop: watch::Receiver<bool>,
+    mut f: impl Follower,
+) {
     let mut changes = state.store.subscribe();
     changes.borrow_and_update();
     let mut last = state.store.current_rv();

@@ -142,6 +142,17 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// A 403 from the authorizer, with the resource in its details as kube sends it.
+    pub fn forbidden_resource(message: String, attrs: &super::rbac::Attributes) -> Self {
+        let mut e = Self::new(403, "Forbidden", message);
+        let mut d = json!({"name": attrs.name, "kind": attrs.resource});
+        if !attrs.api_group.is_empty() {
+            d["group"] = json!(attrs.api_group);
+        }
+        e.details = Some(d);
+        e
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::discovery;
 use super::errors::{ApiError, ApiResult};
+use super::rbac::Attributes;
 use super::registry::ResourceType;
 use super::resources::{
     to_version, DeleteOptions, FieldValidation, PatchKind, State, Subresource, WriteOptions,
@@ -34,6 +35,10 @@ pub struct App {
     pub server_address: String,
     pub bookmark_interval: Duration,
     pub metrics: Metrics,
+    /// Becomes true when the server shuts down: open watches end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Authentication and RBAC; None serves everyone as an administrator.
+    pub auth: Option<Arc<super::auth::Auth>>,
 }
 
 pub type Query = HashMap<String, String>;
@@ -61,6 +66,11 @@ type Outcome = (&'static str, String, ApiResult<Response>);
 async fn dispatch(app: &Arc<App>, req: Request) -> Outcome {
     let route = routes::parse(req.uri().path());
     let query = parse_query(req.uri().query());
+    if let Some(auth) = &app.auth {
+        if let Err(e) = check_access(auth, app, &req, &route, &query) {
+            return ("other", String::new(), Err(e));
+        }
+    }
     if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
         let e = ApiError::method_not_allowed(req.method().as_str(), "this path");
         return ("other", String::new(), Err(e));
@@ -105,6 +115,39 @@ fn serve_document(app: &App, route: Route) -> ApiResult<Response> {
     };
     doc.map(|d| json_response(StatusCode::OK, &d))
         .ok_or_else(ApiError::not_found_path)
+}
+
+/// Authenticates the request and asks RBAC whether its user may make it.
+fn check_access(
+    auth: &super::auth::Auth,
+    app: &App,
+    req: &Request,
+    route: &Route,
+    query: &Query,
+) -> ApiResult<()> {
+    let user = auth.authenticate(&app.state, req.headers(), req.uri().path())?;
+    let attrs = match route {
+        Route::Resource(p) => {
+            let mut a = Attributes::resource(
+                verb_of(req.method(), p, query),
+                &p.group,
+                &p.plural,
+                p.namespace.as_deref().unwrap_or_default(),
+                p.name.as_deref().unwrap_or_default(),
+            );
+            a.subresource = p.subresource.clone().unwrap_or_default();
+            // kube-apiserver authorizes a namespace as living in itself.
+            if p.group.is_empty() && p.plural == "namespaces" {
+                a.namespace = a.name.clone();
+            }
+            a
+        }
+        _ => Attributes::non_resource(
+            &req.method().as_str().to_ascii_lowercase(),
+            req.uri().path(),
+        ),
+    };
+    auth.authorize(&user, &attrs)
 }
 
 fn verb_of(method: &Method, path: &ResourcePath, query: &Query) -> &'static str {

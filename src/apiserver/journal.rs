@@ -66,30 +66,15 @@ const SCHEMA: &str = "
     ) STRICT;
 ";
 
-/// What a change did to its object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordKind {
-    Added,
-    Modified,
-    Deleted,
-}
+/// What a change did to its object: the store's event types.
+pub use super::store::EventType as RecordKind;
 
-impl RecordKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordKind::Added => "ADDED",
-            RecordKind::Modified => "MODIFIED",
-            RecordKind::Deleted => "DELETED",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ADDED" => Some(RecordKind::Added),
-            "MODIFIED" => Some(RecordKind::Modified),
-            "DELETED" => Some(RecordKind::Deleted),
-            _ => None,
-        }
+fn parse_kind(s: &str) -> Option<RecordKind> {
+    match s {
+        "ADDED" => Some(RecordKind::Added),
+        "MODIFIED" => Some(RecordKind::Modified),
+        "DELETED" => Some(RecordKind::Deleted),
+        _ => None,
     }
 }
 
@@ -500,7 +485,7 @@ fn load_events(conn: &Connection, history: usize) -> rusqlite::Result<Vec<Record
     let limit = i64::try_from(history).unwrap_or(i64::MAX);
     let rows = stmt.query_map([limit], |row| {
         let kind: String = row.get(5)?;
-        let kind = RecordKind::parse(&kind).ok_or_else(|| {
+        let kind = parse_kind(&kind).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 5,
                 rusqlite::types::Type::Text,

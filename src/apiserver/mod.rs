@@ -5,6 +5,7 @@
 //! Built-in kinds and CRD-defined kinds are described once in the [`registry`].
 
 pub mod admission;
+pub mod auth;
 pub mod builtin;
 pub mod builtin_lists;
 pub mod controllers;
@@ -14,6 +15,7 @@ pub mod errors;
 pub mod field_manager;
 pub mod http;
 pub mod ipalloc;
+pub mod journal;
 pub mod lists;
 pub mod names;
 pub mod objects;

@@ -91,6 +91,20 @@ impl State {
         })
     }
 
+    /// Rebuilds what is derived from stored objects after a restart: the kinds their
+    /// CRDs define and the ClusterIPs and NodePorts their Services hold.
+    pub fn restore(&self) {
+        let crds = GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions");
+        for (_, stored) in self.store.list(&crds, None, None).1 {
+            self.registry.insert(crd::resource_type(&stored.value()));
+        }
+        let services = GroupResource::new("", "services");
+        let mut alloc = self.alloc.lock().unwrap();
+        for (_, stored) in self.store.list(&services, None, None).1 {
+            admission::claim_held(&mut alloc, &stored.value());
+        }
+    }
+
     pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Stored> {
         self.store
             .get(&rt.gr(), ns, name)

@@ -10,6 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
+use super::journal::{Durable, Journal, JournalError, Record, Recovered};
+
 /// Identifies a resource independently of the version it is served in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupResource {
@@ -149,6 +151,18 @@ pub struct Store {
     inner: RwLock<Inner>,
     history_limit: usize,
     latest: tokio::sync::watch::Sender<u64>,
+    /// With a data directory: every write is journaled, and answered once durable.
+    journal: Option<Durability>,
+}
+
+/// The journal, and how far it has made writes durable.
+struct Durability {
+    journal: Journal,
+    /// Writes queued to the journal, in order, for the thread that waits on them.
+    pending: std::sync::mpsc::Sender<(u64, Durable)>,
+    /// The highest resourceVersion known to be on disk.
+    durable: tokio::sync::watch::Sender<u64>,
+    failure: Arc<std::sync::Mutex<Option<JournalError>>>,
 }
 
 impl Store {
@@ -163,6 +177,76 @@ impl Store {
             }),
             history_limit: history_limit.max(1),
             latest,
+            journal: None,
+        }
+    }
+
+    /// A store kept in `dir`: what it held comes back, and every later write is
+    /// journaled before it is acknowledged.
+    pub fn open(dir: &std::path::Path, history_limit: usize) -> Result<Self, JournalError> {
+        let (journal, recovered) = Journal::open(dir, history_limit)?;
+        let mut store = Store::new(history_limit);
+        store.recover(recovered)?;
+        let rv = store.current_rv();
+        store.latest.send_replace(rv);
+        store.journal = Some(Durability::start(journal, rv));
+        Ok(store)
+    }
+
+    fn recover(&mut self, recovered: Recovered) -> Result<(), JournalError> {
+        let inner = self.inner.get_mut().unwrap();
+        inner.rv = recovered.rv.max(1);
+        for o in recovered.objects {
+            serde_json::from_slice::<Value>(&o.object).map_err(|e| {
+                JournalError(format!(
+                    "stored object {}/{} {}/{} is not valid JSON: {e}",
+                    o.group, o.resource, o.namespace, o.name
+                ))
+            })?;
+            let gr = GroupResource::new(&o.group, &o.resource);
+            let objects = inner.objects.entry(gr.clone()).or_insert_with(|| Objects {
+                gr: Arc::new(gr),
+                items: BTreeMap::new(),
+            });
+            let stored = Stored {
+                rv: o.rv,
+                json: Json::from(&o.object[..]),
+            };
+            objects
+                .items
+                .insert(join_key(&o.namespace, &o.name), stored);
+        }
+        inner.oldest_resumable = recovered.events.first().map_or(inner.rv, |e| e.rv - 1);
+        for e in recovered.events {
+            let gr = Arc::new(GroupResource::new(&e.group, &e.resource));
+            let object = Json::from(&e.object[..]);
+            let event = Event {
+                rv: e.rv,
+                gr,
+                namespace: e.namespace,
+                name: e.name,
+                kind: e.kind,
+                object,
+                prev: None,
+            };
+            inner.history.push_back(Arc::new(event));
+        }
+        Ok(())
+    }
+
+    /// Resolves once every write up to `rv` is on disk (at once without a journal).
+    pub async fn wait_durable(&self, rv: u64) -> Result<(), JournalError> {
+        let Some(d) = &self.journal else {
+            return Ok(());
+        };
+        let mut durable = d.durable.subscribe();
+        let failure = d.failure.clone();
+        let _ = durable
+            .wait_for(|done| *done >= rv || failure.lock().unwrap().is_some())
+            .await;
+        match d.failure.lock().unwrap().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -289,6 +373,9 @@ impl Store {
             object: stored.json.clone(),
             prev: existing.map(|s| s.json),
         };
+        if let Some(d) = &self.journal {
+            d.append(&event);
+        }
         self.record(&mut inner, event);
         drop(inner);
         self.latest.send_replace(rv);
@@ -328,6 +415,56 @@ impl Store {
 }
 
 /// Sets the resourceVersion and serializes: the stored form and the object itself.
+impl Durability {
+    fn start(journal: Journal, rv: u64) -> Self {
+        let (pending, queue) = std::sync::mpsc::channel::<(u64, Durable)>();
+        let (durable, _) = tokio::sync::watch::channel(rv);
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let (tx, failed) = (durable.clone(), failure.clone());
+        // Journal commits complete in order, so one thread can publish the
+        // highest durable version for every waiting request.
+        std::thread::Builder::new()
+            .name("store-durability".into())
+            .spawn(move || {
+                for (rv, d) in queue {
+                    match d.wait_blocking() {
+                        Ok(()) => {
+                            tx.send_replace(rv);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the journal failed; writes can no longer be made durable");
+                            *failed.lock().unwrap() = Some(e);
+                            tx.send_replace(u64::MAX);
+                            return;
+                        }
+                    }
+                }
+            })
+            .expect("can start a thread");
+        Durability {
+            journal,
+            pending,
+            durable,
+            failure,
+        }
+    }
+
+    /// Called with the store's lock held, so records reach the journal in order.
+    fn append(&self, e: &Event) {
+        let record = Record {
+            rv: e.rv,
+            group: e.gr.group.clone(),
+            resource: e.gr.resource.clone(),
+            namespace: e.namespace.clone(),
+            name: e.name.clone(),
+            kind: e.kind,
+            object: bytes::Bytes::from_owner(e.object.clone()),
+        };
+        let durable = self.journal.append(record);
+        let _ = self.pending.send((e.rv, durable));
+    }
+}
+
 fn stamp(mut obj: Value, rv: u64) -> (Stored, Value) {
     obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
     let json = serde_json::to_vec(&obj).expect("a Value always serializes");

@@ -85,6 +85,10 @@ impl Watcher {
         let mut bookmark = tokio::time::interval(self.req.bookmark_interval);
         bookmark.tick().await;
         let mut last = start;
+        let mut stopping = app.stopping.clone();
+        if *stopping.borrow_and_update() {
+            return;
+        }
         loop {
             changes.borrow_and_update();
             match store.events_after(last, BATCH) {
@@ -113,6 +117,8 @@ impl Watcher {
                 }
                 _ = &mut deadline => return,
                 _ = self.tx.closed() => return,
+                // The only change is to "stopping".
+                _ = stopping.changed() => return,
             }
         }
     }
