@@ -1,7 +1,9 @@
 //! clusterset: the Kubernetes Multi-Cluster Services API, with an embedded
 //! Kubernetes-compatible API server to run a whole clusterset on one machine.
 
+pub mod api;
 pub mod apiserver;
 pub mod fsutil;
+pub mod local;
 pub mod pki;
 pub mod telemetry;

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use clusterset::apiserver::{ApiServer, Config};
+use clusterset::local::{self, IpFamily, LocalClusterset, UpOptions};
 use clusterset::telemetry;
 
 #[derive(Parser)]
@@ -18,6 +19,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A whole clusterset on this machine: a hub and member API servers.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+    /// Write the CRD YAML generated from the API types into a directory.
+    Crds {
+        #[arg(long, default_value = "crds")]
+        out: PathBuf,
+    },
     /// Run an embedded Kubernetes-compatible API server.
     Apiserver {
         /// Address to listen on; port 0 picks a free port.
@@ -38,10 +49,121 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Start the clusterset in the foreground; SIGINT, SIGTERM or `local down` stops it.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        /// Where kubeconfig, local.json, certificates and the control socket go.
+        #[arg(long, default_value = ".clusterset")]
+        dir: PathBuf,
+        /// Keep every cluster's objects durably under this directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "ipv4")]
+        ip_family: IpFamily,
+    },
+    /// Stop the clusterset running in DIR.
+    Down {
+        #[arg(long, default_value = ".clusterset")]
+        dir: PathBuf,
+    },
+    /// Print the clusters and whether each API server answers.
+    Status {
+        #[arg(long, default_value = ".clusterset")]
+        dir: PathBuf,
+    },
+    /// Stop or start one cluster's API server (hub or a member), to try failures.
+    Member {
+        #[arg(value_parser = ["stop", "start"])]
+        action: String,
+        name: String,
+        #[arg(long, default_value = ".clusterset")]
+        dir: PathBuf,
+    },
+}
+
+async fn local(command: LocalCommand) -> anyhow::Result<()> {
+    match command {
+        LocalCommand::Up {
+            members,
+            dir,
+            data_dir,
+            ip_family,
+        } => {
+            let started = std::time::Instant::now();
+            let opts = UpOptions {
+                members,
+                dir: dir.clone(),
+                data_dir,
+                ip_family,
+            };
+            let clusterset = LocalClusterset::up(&opts).await?;
+            println!(
+                "{} in {:.2}s: hub and {members} members; kubeconfig {}, clusters in {}",
+                local::READY_LINE,
+                started.elapsed().as_secs_f64(),
+                clusterset.kubeconfig_path().display(),
+                dir.join("local.json").display()
+            );
+            clusterset.run_until_stopped().await?;
+            println!("clusterset stopped");
+            Ok(())
+        }
+        LocalCommand::Down { dir } => {
+            local::control_send(&dir, "down").await?;
+            wait_for_exit(&dir).await;
+            println!("clusterset in {} stopped", dir.display());
+            Ok(())
+        }
+        LocalCommand::Status { dir } => {
+            println!("{}", local::status_table(&dir).await?);
+            Ok(())
+        }
+        LocalCommand::Member { action, name, dir } => {
+            println!(
+                "{}",
+                local::control_send(&dir, &format!("{action} {name}"))
+                    .await?
+                    .trim_start_matches("ok: ")
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The running `up` holds DIR/up.lock until it has stopped every cluster.
+async fn wait_for_exit(dir: &std::path::Path) {
+    let Ok(file) = std::fs::File::open(dir.join("up.lock")) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while file.try_lock_shared().is_err() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     telemetry::init_logging();
-    match Cli::parse().command {
+    if let Err(e) = run(Cli::parse().command).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Local { command } => local(command).await,
+        Command::Crds { out } => {
+            std::fs::create_dir_all(&out)?;
+            for (name, yaml) in clusterset::api::crd_files() {
+                std::fs::write(out.join(&name), yaml)?;
+                println!("wrote {}", out.join(name).display());
+            }
+            Ok(())
+        }
         Command::Apiserver {
             listen,
             kubeconfig,

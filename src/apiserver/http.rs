@@ -190,6 +190,23 @@ async fn resource_request(
     if rt.namespaced != path.namespace.is_some() && !(rt.namespaced && path.name.is_none()) {
         return Err(ApiError::not_found_path());
     }
+    if path.subresource.as_deref() == Some("token")
+        && rt.group.is_empty()
+        && rt.plural == "serviceaccounts"
+    {
+        return match (verb, path.name.as_deref()) {
+            ("create", Some(name)) => {
+                token_request(
+                    app,
+                    path.namespace.as_deref().unwrap_or_default(),
+                    name,
+                    req,
+                )
+                .await
+            }
+            _ => Err(ApiError::method_not_allowed(verb, "serviceaccounts/token")),
+        };
+    }
     let sub = match path.subresource.as_deref() {
         None => Subresource::Main,
         Some("status") if rt.status => Subresource::Status,
@@ -235,6 +252,35 @@ async fn resource_request(
             &format!("resources of kind \"{}\"", rt.plural),
         )),
     }
+}
+
+/// `kubectl create token`: a TokenRequest for an existing ServiceAccount, answered
+/// with a token this server accepts for as long as the ServiceAccount exists.
+async fn token_request(app: &App, ns: &str, name: &str, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let mut request = decode_body(&parts.headers, read_body(body).await?, false)?;
+    let Some(auth) = &app.auth else {
+        return Err(ApiError::bad_request(
+            "this server does not authenticate; it issues no tokens",
+        ));
+    };
+    let gr = super::store::GroupResource::new("", "serviceaccounts");
+    let sa = app
+        .state
+        .store
+        .get(&gr, ns, name)
+        .ok_or_else(|| ApiError::not_found(&gr, name))?;
+    let uid = super::objects::uid(&sa.value()).to_string();
+    let hour_from_now = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    request["apiVersion"] = json!("authentication.k8s.io/v1");
+    request["kind"] = json!("TokenRequest");
+    request["metadata"] =
+        json!({"name": name, "namespace": ns, "creationTimestamp": super::objects::now()});
+    request["status"] = json!({
+        "token": auth.service_account_token(ns, name, &uid),
+        "expirationTimestamp": hour_from_now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    });
+    Ok(json_response(StatusCode::CREATED, &request))
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {

@@ -1,0 +1,195 @@
+//! `clusterset local`: a whole clusterset on one machine — a hub and N member API
+//! servers, each on its own loopback port, over TLS with token authentication and
+//! RBAC, optionally durable — plus the files scripts rely on (DESIGN.md, "the
+//! contract scripts rely on").
+
+mod control;
+mod plan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::apiserver::auth::AuthConfig;
+use crate::apiserver::rbac::UserInfo;
+use crate::apiserver::server::TlsConfig;
+use crate::apiserver::{ApiServer, Config};
+use crate::pki::{self, Ca};
+pub use control::{send as control_send, status_table};
+pub use plan::{ClusterPlan, IpFamily, Role};
+
+/// What `clusterset local up` was asked for.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    pub members: usize,
+    pub dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub ip_family: IpFamily,
+}
+
+/// One running cluster of the local clusterset.
+pub struct Cluster {
+    pub plan: ClusterPlan,
+    pub server: ApiServer,
+}
+
+/// A running local clusterset.
+pub struct LocalClusterset {
+    pub dir: PathBuf,
+    pub clusters: Vec<Cluster>,
+    _lock: std::fs::File,
+}
+
+pub const READY_LINE: &str = "clusterset ready";
+
+impl LocalClusterset {
+    /// Starts every cluster and writes `kubeconfig` and `local.json` once all serve.
+    pub async fn up(opts: &UpOptions) -> anyhow::Result<Self> {
+        if !(1..=99).contains(&opts.members) {
+            bail!("--members must be between 1 and 99, got {}", opts.members);
+        }
+        std::fs::create_dir_all(&opts.dir)
+            .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+        let lock = lock_dir(&opts.dir)?;
+        // Files from an earlier run must not be mistaken for this one's readiness.
+        for stale in ["kubeconfig", "local.json"] {
+            let _ = std::fs::remove_file(opts.dir.join(stale));
+        }
+        let pki_dir = opts.dir.join("pki");
+        let ca = Ca::load_or_create(&pki_dir)?;
+        let admin_token = pki::load_or_create_token(&pki_dir.join("admin.token"))?;
+        let sa_key = pki::load_or_create_token(&pki_dir.join("service-account.key"))?;
+        let plans = plan::plan(opts.members, opts.ip_family);
+        let starts = plans
+            .iter()
+            .map(|p| start_cluster(p, &ca, &admin_token, &sa_key, opts.data_dir.as_deref()));
+        let servers = futures::future::try_join_all(starts).await?;
+        let clusters: Vec<Cluster> = plans
+            .into_iter()
+            .zip(servers)
+            .map(|(plan, server)| Cluster { plan, server })
+            .collect();
+        let local = LocalClusterset {
+            dir: opts.dir.clone(),
+            clusters,
+            _lock: lock,
+        };
+        local.write_files(&ca, &admin_token)?;
+        Ok(local)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.plan.name == name)
+    }
+
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn write_files(&self, ca: &Ca, admin_token: &str) -> anyhow::Result<()> {
+        use base64::Engine;
+        let ca_data = base64::engine::general_purpose::STANDARD.encode(&ca.cert_pem);
+        let names: Vec<&str> = self.clusters.iter().map(|c| c.plan.name.as_str()).collect();
+        let kubeconfig = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": self.clusters.iter().map(|c| json!({"name": c.plan.name, "cluster": {"server": c.server.url(), "certificate-authority-data": ca_data}})).collect::<Vec<_>>(),
+            "users": [{"name": "clusterset-admin", "user": {"token": admin_token}}],
+            "contexts": names.iter().map(|n| json!({"name": n, "context": {"cluster": n, "user": "clusterset-admin"}})).collect::<Vec<_>>(),
+            "current-context": "member-1",
+        });
+        let local = json!({
+            "clusters": self.clusters.iter().map(|c| c.plan.describe(&c.server.url())).collect::<Vec<_>>(),
+        });
+        crate::fsutil::write_private(
+            &self.kubeconfig_path(),
+            serde_yaml::to_string(&kubeconfig)?.as_bytes(),
+        )?;
+        crate::fsutil::write_atomic(
+            &self.dir.join("local.json"),
+            serde_json::to_string_pretty(&local)?.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Serves the control socket (down, status, stop/start of one cluster) until
+    /// asked to stop or a signal arrives, then stops every cluster.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let this = Arc::new(self);
+        control::serve(this.clone()).await?;
+        let this =
+            Arc::into_inner(this).expect("the control loop holds no references once it ends");
+        this.down().await;
+        Ok(())
+    }
+
+    pub async fn down(self) {
+        let stops = self.clusters.into_iter().map(|c| c.server.shutdown());
+        futures::future::join_all(stops).await;
+        // Nothing answers at these addresses any more.
+        for gone in [control::SOCKET, "local.json", "kubeconfig"] {
+            let _ = std::fs::remove_file(self.dir.join(gone));
+        }
+    }
+}
+
+/// One process per directory: a second `up` finds the lock held.
+fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("up.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    if file.try_lock().is_err() {
+        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+        bail!(
+            "a clusterset is already running in {} (pid {}); stop it with `clusterset local down --dir {}`",
+            dir.display(),
+            pid.trim(),
+            dir.display()
+        );
+    }
+    file.set_len(0)?;
+    std::io::Write::write_all(&mut &file, std::process::id().to_string().as_bytes())?;
+    Ok(file)
+}
+
+async fn start_cluster(
+    p: &ClusterPlan,
+    ca: &Ca,
+    admin_token: &str,
+    sa_key: &str,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<ApiServer> {
+    let pair = ca.issue_server(&p.name, &["127.0.0.1", "localhost", "::1"])?;
+    let admin = UserInfo::new(
+        "clusterset-admin",
+        [
+            crate::apiserver::rbac::PRIVILEGED_GROUP,
+            crate::apiserver::rbac::ALL_AUTHENTICATED,
+        ],
+    );
+    let config = Config {
+        service_cidrs: p.service_cidrs.clone(),
+        data_dir: data_dir.map(|d| d.join(&p.name)),
+        tls: Some(TlsConfig {
+            cert_pem: pair.cert_pem,
+            key_pem: pair.key_pem,
+            ca_pem: ca.cert_pem.clone(),
+        }),
+        auth: Some(AuthConfig {
+            tokens: vec![(admin_token.to_string(), admin)],
+            service_account_key: sa_key.as_bytes().to_vec(),
+        }),
+        ..Config::default()
+    };
+    let server = ApiServer::start(config)
+        .await
+        .with_context(|| format!("cannot start cluster {}", p.name))?;
+    plan::prepare(&server, p).with_context(|| format!("cannot prepare cluster {}", p.name))?;
+    Ok(server)
+}

@@ -1,0 +1,392 @@
+//! `clusterset local up`: a hub and members over TLS with tokens and RBAC, the files
+//! scripts rely on, fault controls, and durability — driven through the real kubectl.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clusterset::local::{IpFamily, LocalClusterset, UpOptions};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+fn options(dir: &Path, members: usize) -> UpOptions {
+    UpOptions {
+        members,
+        dir: dir.to_path_buf(),
+        data_dir: None,
+        ip_family: IpFamily::Ipv4,
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> common::Output {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    common::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = kubectl(kubeconfig, args);
+    assert_eq!(
+        out.code, 0,
+        "kubectl {args:?}: {}{}",
+        out.stdout, out.stderr
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contexts_work_over_tls_and_files_describe_the_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalClusterset::up(&options(dir.path(), 2)).await.unwrap();
+    let kc = local.kubeconfig_path();
+    for (context, id) in [("member-1", "member-1"), ("member-2", "member-2")] {
+        let value = kubectl_ok(
+            &kc,
+            &[
+                "--context",
+                context,
+                "get",
+                "clusterproperty",
+                "cluster.clusterset.k8s.io",
+                "-o",
+                "jsonpath={.spec.value}",
+            ],
+        );
+        assert_eq!(value, id);
+    }
+    assert!(kubectl_ok(&kc, &["--context", "hub", "get", "namespaces"]).contains("kube-system"));
+    assert_eq!(
+        kubectl_ok(&kc, &["config", "current-context"]).trim(),
+        "member-1"
+    );
+    let server = kubectl_ok(
+        &kc,
+        &[
+            "config",
+            "view",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+    );
+    assert!(server.starts_with("https://127.0.0.1:"), "{server}");
+
+    let local_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("local.json")).unwrap())
+            .unwrap();
+    let clusters = local_json["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3);
+    assert_eq!(clusters[0]["role"], "hub");
+    let m2 = &clusters[2];
+    assert_eq!(
+        (
+            m2["name"].as_str(),
+            m2["context"].as_str(),
+            m2["clusterId"].as_str()
+        ),
+        (Some("member-2"), Some("member-2"), Some("member-2"))
+    );
+    assert_eq!(m2["podCIDRs"][0], "10.2.0.0/16");
+    assert_eq!(m2["serviceCIDRs"][0], "10.102.0.0/16");
+    assert!(m2["dns"].is_null());
+    // Services get ClusterIPs from their own cluster's range.
+    kubectl_ok(
+        &kc,
+        &[
+            "--context",
+            "member-2",
+            "create",
+            "service",
+            "clusterip",
+            "web",
+            "--tcp=80:80",
+        ],
+    );
+    let ip = kubectl_ok(
+        &kc,
+        &[
+            "--context",
+            "member-2",
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    assert!(ip.starts_with("10.102."), "{ip}");
+    local.down().await;
+    assert!(
+        !dir.path().join("local.json").exists(),
+        "local.json goes with the clusterset"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_need_valid_credentials_and_rbac_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalClusterset::up(&options(dir.path(), 1)).await.unwrap();
+    let kc = local.kubeconfig_path();
+    let member = &local.cluster("member-1").unwrap().server;
+
+    for token in [None, Some("not-a-token"), Some("csa.forged.signature")] {
+        let api: Api<Namespace> = Api::all(member.client_with_token(token));
+        match api.list(&ListParams::default()).await.unwrap_err() {
+            kube::Error::Api(s) => assert_eq!(
+                (s.code, s.reason.as_str()),
+                (401, "Unauthorized"),
+                "{token:?}"
+            ),
+            other => panic!("expected 401 for {token:?}, got {other:?}"),
+        }
+    }
+
+    kubectl_ok(&kc, &["create", "serviceaccount", "bot"]);
+    let token = kubectl_ok(&kc, &["create", "token", "bot"]);
+    let token = token.trim();
+    let denied = kubectl(&kc, &["--token", token, "get", "pods"]);
+    assert_ne!(denied.code, 0);
+    assert!(
+        denied.stderr.contains("pods is forbidden: User \"system:serviceaccount:default:bot\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
+        "{}",
+        denied.stderr
+    );
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+    );
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "rolebinding",
+            "bot-reads",
+            "--role=pod-reader",
+            "--serviceaccount=default:bot",
+        ],
+    );
+    let allowed = kubectl(&kc, &["--token", token, "get", "pods"]);
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    let elsewhere = kubectl(&kc, &["--token", token, "get", "pods", "-n", "kube-system"]);
+    assert!(
+        elsewhere.stderr.contains("Forbidden"),
+        "{}",
+        elsewhere.stderr
+    );
+    let write = kubectl(&kc, &["--token", token, "create", "configmap", "x"]);
+    assert!(
+        write
+            .stderr
+            .contains("cannot create resource \"configmaps\""),
+        "{}",
+        write.stderr
+    );
+
+    // A deleted ServiceAccount's token stops working.
+    kubectl_ok(&kc, &["delete", "serviceaccount", "bot"]);
+    let gone = kubectl(&kc, &["--token", token, "get", "pods"]);
+    assert!(
+        gone.stderr.contains("Unauthorized") || gone.stderr.contains("logged in"),
+        "{}",
+        gone.stderr
+    );
+    local.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_member_is_unreachable_while_the_others_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalClusterset::up(&options(dir.path(), 2)).await.unwrap();
+    let kc = local.kubeconfig_path();
+    kubectl_ok(
+        &kc,
+        &[
+            "--context",
+            "member-1",
+            "create",
+            "configmap",
+            "kept",
+            "--from-literal=a=b",
+        ],
+    );
+    let m1 = &local.cluster("member-1").unwrap().server;
+    m1.stop_serving().await;
+    let down = kubectl(
+        &kc,
+        &[
+            "--context",
+            "member-1",
+            "get",
+            "configmaps",
+            "--request-timeout=2s",
+        ],
+    );
+    assert_ne!(down.code, 0);
+    assert!(
+        down.stderr.contains("connection refused") || down.stderr.contains("was refused"),
+        "{}",
+        down.stderr
+    );
+    assert!(kubectl_ok(&kc, &["--context", "member-2", "get", "namespaces"]).contains("default"));
+    assert!(kubectl_ok(&kc, &["--context", "hub", "get", "namespaces"]).contains("default"));
+    m1.resume_serving().await.unwrap();
+    assert!(
+        kubectl_ok(&kc, &["--context", "member-1", "get", "configmap", "kept"]).contains("kept")
+    );
+    local.down().await;
+}
+
+/// `clusterset local up` as a user runs it.
+struct Up {
+    child: Child,
+    ready_line: String,
+}
+
+fn run_up(dir: &Path, data: Option<&Path>, members: &str) -> Up {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterset"));
+    cmd.args(["local", "up", "--members", members, "--dir"])
+        .arg(dir);
+    if let Some(data) = data {
+        cmd.arg("--data-dir").arg(data);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let ready_line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("local up prints a line once ready");
+    Up { child, ready_line }
+}
+
+fn clusterset(args: &[&str], dir: &Path) -> common::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterset"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    common::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_command_line_contract() {
+    let work = tempfile::tempdir().unwrap();
+    let dir: PathBuf = work.path().join("cs");
+    let data = work.path().join("data");
+    let mut up = run_up(&dir, Some(&data), "2");
+    assert!(
+        up.ready_line.starts_with("clusterset ready"),
+        "{}",
+        up.ready_line
+    );
+    assert!(dir.join("local.json").exists() && dir.join("kubeconfig").exists());
+
+    let again = clusterset(&["local", "up"], &dir);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("already running"), "{}", again.stderr);
+
+    let status = clusterset(&["local", "status"], &dir);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert_eq!(
+        status
+            .stdout
+            .lines()
+            .filter(|l| l.ends_with("Ready"))
+            .count(),
+        3,
+        "{}",
+        status.stdout
+    );
+
+    let stop = clusterset(&["local", "member", "stop", "member-2"], &dir);
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    let status = clusterset(&["local", "status"], &dir).stdout;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("member-2") && l.ends_with("Unreachable")),
+        "{status}"
+    );
+    clusterset(&["local", "member", "start", "member-2"], &dir);
+
+    let kc = dir.join("kubeconfig");
+    kubectl_ok(
+        &kc,
+        &[
+            "--context",
+            "member-2",
+            "create",
+            "configmap",
+            "survivor",
+            "--from-literal=k=v",
+        ],
+    );
+    up.child.kill().unwrap(); // SIGKILL: no clean shutdown
+    up.child.wait().unwrap();
+
+    let mut up = run_up(&dir, Some(&data), "2");
+    assert!(
+        up.ready_line.starts_with("clusterset ready"),
+        "{}",
+        up.ready_line
+    );
+    let value = kubectl_ok(
+        &kc,
+        &[
+            "--context",
+            "member-2",
+            "get",
+            "configmap",
+            "survivor",
+            "-o",
+            "jsonpath={.data.k}",
+        ],
+    );
+    assert_eq!(value, "v", "the object survived kill -9");
+
+    let down = clusterset(&["local", "down"], &dir);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(wait_exit(&mut up.child).success());
+    assert!(!dir.join("local.json").exists());
+}
