@@ -1,7 +1,7 @@
 # clusterset — build, test and benchmark entry points.
 CARGO ?= cargo
 
-.PHONY: build test lint fmt bench demo run-apiserver deps
+.PHONY: build test lint fmt bench demo crds run-apiserver deps
 
 build:
 	$(CARGO) build --locked --release
@@ -30,3 +30,7 @@ run-apiserver:
 # The main job for now: the embedded API server, driven by kubectl.
 demo: deps
 	./scripts/demo.sh
+
+# CRD YAML generated from the Rust types in src/api (a test fails when it is stale).
+crds:
+	$(CARGO) run --locked --quiet -- crds --out crds

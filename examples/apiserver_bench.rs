@@ -81,6 +81,70 @@ async fn send(
         .unwrap();
 }
 
+/// Creates `n` ConfigMaps over HTTP; returns writes/s.
+async fn create_rate(server: &ApiServer, n: usize, prefix: &str) -> f64 {
+    let client = server.client();
+    let collection = "/api/v1/namespaces/default/configmaps";
+    let prefix = prefix.to_string();
+    let took = concurrently(n, move |i| {
+        let client = client.clone();
+        let prefix = prefix.clone();
+        async move {
+            let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{prefix}-{i}"}},"data":{{"key":"value"}}}}"#);
+            send(&client, "POST", collection.to_string(), "application/json", body, 201).await;
+        }
+    })
+    .await;
+    per_second(n, took)
+}
+
+/// Durable writes (fsync before each answer, group commit) against in-memory ones.
+async fn durability() {
+    let n = 10_000;
+    let memory = ApiServer::start(Config::default()).await.unwrap();
+    let in_memory = create_rate(&memory, n, "m").await;
+    memory.shutdown().await;
+    let dir = tempfile::tempdir().unwrap();
+    let durable = ApiServer::start(Config {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let on_disk = create_rate(&durable, n, "d").await;
+    durable.shutdown().await;
+    println!(
+        "durable  {n} creates, {CONCURRENCY} clients: {on_disk:>8.0} writes/s with --data-dir, {in_memory:.0} in memory ({:.0}%)",
+        100.0 * on_disk / in_memory
+    );
+}
+
+/// Time from `local up` to ready, and the memory of an idle 10-member clusterset.
+async fn local_up() {
+    use clusterset::local::{IpFamily, LocalClusterset, UpOptions};
+    for members in [3, 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let before = resident_bytes();
+        let started = Instant::now();
+        let opts = UpOptions {
+            members,
+            dir: dir.path().to_path_buf(),
+            data_dir: None,
+            ip_family: IpFamily::Ipv4,
+        };
+        let local = LocalClusterset::up(&opts).await.unwrap();
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let grown = resident_bytes().saturating_sub(before);
+        println!(
+            "local up {members:>2} members: ready in {:>6.1} ms; idle clusterset holds {:.1} MiB",
+            took.as_secs_f64() * 1e3,
+            grown as f64 / 1048576.0
+        );
+        local.down().await;
+    }
+}
+
 async fn writes(server: &ApiServer) {
     let client = server.client();
     let n = 20_000;
@@ -288,6 +352,8 @@ async fn main() {
             .unwrap_or(1)
     );
     memory().await;
+    local_up().await;
+    durability().await;
     let server = ApiServer::start(Config::default()).await.unwrap();
     writes(&server).await;
     // Trim to 10,000 objects for the list figure.
