@@ -25,6 +25,7 @@ pub mod routes;
 pub mod schema;
 pub mod selectors;
 pub mod server;
+pub mod sim;
 pub mod store;
 pub mod strategic_merge;
 pub mod strict_json;
@@ -34,3 +35,4 @@ pub mod typed;
 pub mod watch;
 
 pub use server::{ApiServer, Config};
+pub use sim::SimConfig;

@@ -15,6 +15,7 @@ use super::http::{router, App};
 use super::ipalloc::Allocator;
 use super::registry::Registry;
 use super::resources::{State, WriteOptions};
+use super::sim::{self, SimConfig};
 use super::store::Store;
 use super::telemetry::Metrics;
 use super::{controllers, registry::ResourceType};
@@ -27,6 +28,9 @@ pub struct Config {
     /// How many changes watches can resume from.
     pub history_limit: usize,
     pub bookmark_interval: Duration,
+    /// Simulated nodes, scheduler, kubelets and workload controllers, which make
+    /// the server behave like a real member cluster (`clusterset local up`).
+    pub simulate: Option<SimConfig>,
 }
 
 impl Default for Config {
@@ -36,6 +40,7 @@ impl Default for Config {
             service_cidrs: vec!["10.96.0.0/12".parse().expect("valid CIDR")],
             history_limit: 100_000,
             bookmark_interval: Duration::from_secs(60),
+            simulate: None,
         }
     }
 }
@@ -71,6 +76,9 @@ impl ApiServer {
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = controllers::spawn(state.clone(), stopped.clone());
+        if let Some(sim) = &config.simulate {
+            tasks.extend(sim::spawn(state.clone(), stopped.clone(), sim.clone()));
+        }
         let mut until_stopped = stopped;
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
