@@ -27,9 +27,21 @@ pub(crate) trait Follower: Send + 'static {
     /// One object as it now is (`Deleted`: as it last was). Objects present when
     /// following starts arrive as `Added`.
     fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]);
-    /// Called after each batch of changes, to act on what they changed.
+    /// Called once the follower has caught up with the store, to act on what the
+    /// changes since the last call changed. Everything the follower wrote in earlier
+    /// calls has been observed by then.
     fn reconcile(&mut self, state: &State);
+    /// Whether some work failed or is waiting for time to pass, so `reconcile` should
+    /// run again shortly even when nothing changes in the store.
+    fn wants_retry(&self) -> bool {
+        false
+    }
 }
+
+/// How many changes are observed between two looks at the history.
+const BATCH: usize = 1024;
+/// How soon a follower that wants a retry is reconciled again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(crate) async fn follow(
     state: Arc<State>,
@@ -47,16 +59,18 @@ pub(crate) async fn follow(
     f.reconcile(&state);
     loop {
         changes.borrow_and_update();
-        match state.store.events_after(last, 1024) {
+        match state.store.events_after(last, BATCH) {
             Ok(events) => {
                 for e in &events {
                     last = e.rv;
                     f.observe(&e.gr, &e.namespace, e.kind, &e.object);
                 }
-                f.reconcile(&state);
-                if events.len() == 1024 {
+                // Not caught up yet: a reconcile now could miss the follower's own
+                // earlier writes (and, say, create a pod twice).
+                if events.len() == BATCH {
                     continue;
                 }
+                f.reconcile(&state);
             }
             Err(StoreError::Gone { oldest, .. }) => {
                 tracing::warn!(oldest, "controller fell behind the store history; resuming");
@@ -64,9 +78,11 @@ pub(crate) async fn follow(
             }
             Err(_) => {}
         }
+        let retry = f.wants_retry();
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(RETRY_AFTER), if retry => {}
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod routes;
 pub mod schema;
 pub mod selectors;
 pub mod server;
+pub mod sim;
 pub mod store;
 pub mod strategic_merge;
 pub mod strict_json;
@@ -36,3 +37,4 @@ pub mod typed;
 pub mod watch;
 
 pub use server::{ApiServer, Config};
+pub use sim::SimConfig;

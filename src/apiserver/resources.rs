@@ -1017,7 +1017,7 @@ fn apply_scale(rt: &ResourceType, current: &Value, scale: &Value) -> ApiResult<V
 }
 
 /// A LabelSelector object in the string form Scale and kubectl use.
-fn label_selector_string(sel: &Value) -> String {
+pub(crate) fn label_selector_string(sel: &Value) -> String {
     let mut parts: Vec<String> = sel["matchLabels"]
         .as_object()
         .into_iter()

@@ -17,6 +17,7 @@ use super::http::{router, App};
 use super::ipalloc::Allocator;
 use super::registry::Registry;
 use super::resources::{State, WriteOptions};
+use super::sim::{self, SimConfig};
 use super::store::Store;
 use super::telemetry::Metrics;
 use super::{controllers, registry::ResourceType};
@@ -42,6 +43,9 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Bearer-token authentication and RBAC; None serves everyone as an administrator.
     pub auth: Option<AuthConfig>,
+    /// Simulated nodes, scheduler, kubelets and workload controllers, which make
+    /// the server behave like a real member cluster (`clusterset local up`).
+    pub simulate: Option<SimConfig>,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             data_dir: None,
             tls: None,
             auth: None,
+            simulate: None,
         }
     }
 }
@@ -111,11 +116,10 @@ impl ApiServer {
         let mut tasks = controllers::spawn(state.clone(), stopped.clone());
         if let Some(auth) = &auth {
             let follower = PolicyFollower::new(auth.clone());
-            tasks.push(tokio::spawn(controllers::follow(
-                state.clone(),
-                stopped,
-                follower,
-            )));
+            tasks.push(tokio::spawn(controllers::follow(state.clone(), stopped.clone(), follower)));
+        }
+        if let Some(sim) = &config.simulate {
+            tasks.extend(sim::spawn(state.clone(), stopped.clone(), sim.clone()));
         }
         let server = ApiServer {
             addr,

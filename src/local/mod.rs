@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::apiserver::auth::AuthConfig;
 use crate::apiserver::rbac::UserInfo;
 use crate::apiserver::server::TlsConfig;
+use crate::apiserver::sim::SimConfig;
 use crate::apiserver::{ApiServer, Config};
 use crate::pki::{self, Ca};
 pub use control::{send as control_send, status_table};
@@ -184,6 +185,12 @@ async fn start_cluster(
         auth: Some(AuthConfig {
             tokens: vec![(admin_token.to_string(), admin)],
             service_account_key: sa_key.as_bytes().to_vec(),
+        }),
+        // Members run pods; the hub is only a control plane.
+        simulate: (p.role == Role::Member).then(|| SimConfig {
+            pod_cidrs: p.pod_cidrs.clone(),
+            cluster_name: p.name.clone(),
+            ..SimConfig::default()
         }),
         ..Config::default()
     };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clusterset::apiserver::{ApiServer, Config};
+use clusterset::apiserver::{ApiServer, Config, SimConfig};
 
 pub struct TestServer {
     pub server: ApiServer,
@@ -17,6 +17,16 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start() -> Self {
         Self::with_config(Config::default()).await
+    }
+
+    /// A server that behaves like a member cluster: simulated nodes, scheduler,
+    /// kubelets and workload controllers.
+    pub async fn simulated(sim: SimConfig) -> Self {
+        Self::with_config(Config {
+            simulate: Some(sim),
+            ..Config::default()
+        })
+        .await
     }
 
     pub async fn with_config(config: Config) -> Self {
