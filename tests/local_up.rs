@@ -390,3 +390,160 @@ fn the_command_line_contract() {
     assert!(wait_exit(&mut up.child).success());
     assert!(!dir.join("local.json").exists());
 }
+
+const WORKLOADS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: pg, port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: postgres:17, ports: [{name: pg, containerPort: 5432}]}]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_run_workloads_like_real_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalClusterset::up(&options(dir.path(), 2)).await.unwrap();
+    let kc = local.kubeconfig_path();
+    let ctx = ["--context", "member-2"];
+    let apply = |args: &[&str]| -> String { kubectl_ok(&kc, &[&ctx[..], args].concat()) };
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(ctx)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), WORKLOADS.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+
+    apply(&["scale", "deployment", "web", "--replicas=5"]);
+    apply(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    let ips = apply(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert_eq!(ips.len(), 5, "{ips:?}");
+    let distinct: std::collections::BTreeSet<_> = ips.iter().collect();
+    assert_eq!(distinct.len(), 5, "pod IPs are distinct: {ips:?}");
+    assert!(
+        ips.iter().all(|ip| ip.starts_with("10.2.")),
+        "pod IPs come from member-2's pod CIDR: {ips:?}"
+    );
+    let ready = apply(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        r#"jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}"#,
+    ]);
+    assert_eq!(
+        ready.split_whitespace().filter(|s| *s == "True").count(),
+        5,
+        "{ready}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let slice = apply(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&slice).unwrap();
+        let items = v["items"].as_array().unwrap();
+        let addresses: Vec<String> = items
+            .iter()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["addresses"][0].as_str().unwrap_or_default().to_string())
+            .collect();
+        let port = items.first().map(|s| s["ports"][0]["port"].clone());
+        if addresses.len() == 5 && port == Some(Value::from(8080)) {
+            let mut want: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
+            let mut got = addresses;
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "the slice lists exactly the ready pods");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the EndpointSlice did not follow the scale: {slice}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    apply(&["rollout", "status", "statefulset/db", "--timeout=30s"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hosts = apply(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=db",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].hostname}",
+        ]);
+        let mut hosts: Vec<&str> = hosts.split_whitespace().collect();
+        hosts.sort();
+        if hosts == ["db-0", "db-1", "db-2"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the headless slice has no hostnames: {hosts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let nodes = kubectl_ok(
+        &kc,
+        &["--context", "member-1", "get", "nodes", "-o", "name"],
+    );
+    assert_eq!(nodes.lines().count(), 3, "{nodes}");
+    local.down().await;
+}

@@ -116,7 +116,11 @@ impl ApiServer {
         let mut tasks = controllers::spawn(state.clone(), stopped.clone());
         if let Some(auth) = &auth {
             let follower = PolicyFollower::new(auth.clone());
-            tasks.push(tokio::spawn(controllers::follow(state.clone(), stopped.clone(), follower)));
+            tasks.push(tokio::spawn(controllers::follow(
+                state.clone(),
+                stopped.clone(),
+                follower,
+            )));
         }
         if let Some(sim) = &config.simulate {
             tasks.extend(sim::spawn(state.clone(), stopped.clone(), sim.clone()));
