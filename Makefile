@@ -18,6 +18,7 @@ fmt:
 	$(CARGO) fmt --all
 
 bench:
+	$(CARGO) build --locked --release
 	$(CARGO) run --locked --release --example apiserver_bench
 
 # kubectl is the reference client the tests drive; fail early and clearly without it.

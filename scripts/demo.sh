@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# A short demo of the embedded API server: start it, drive it with kubectl, stop it.
+# The main job: `clusterset local up` (a hub and three member clusters on this
+# machine), a short tour with kubectl, and a clean stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+bin=./target/release/clusterset
+trap '$bin local down --dir "$dir" >/dev/null 2>&1 || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 cargo build --locked --release --quiet
-./target/release/clusterset apiserver --listen 127.0.0.1:0 --kubeconfig "$dir/kubeconfig" &
-pid=$!
-# The kubeconfig appears once the server serves.
-for _ in $(seq 1 100); do [ -s "$dir/kubeconfig" ] && break; sleep 0.1; done
-[ -s "$dir/kubeconfig" ] || { echo "the API server did not start" >&2; exit 1; }
+$bin local up --dir "$dir" &
+# local.json appears, atomically, once every cluster is ready.
+for _ in $(seq 1 200); do [ -s "$dir/local.json" ] && break; sleep 0.05; done
+[ -s "$dir/local.json" ] || { echo "the clusterset did not start" >&2; exit 1; }
 
-k() { echo "+ kubectl $*"; kubectl --kubeconfig "$dir/kubeconfig" --cache-dir "$dir/cache" "$@"; }
-k version
-k apply -f ../shared/fixtures/upstream-crds/
-k wait --for condition=established crd/serviceexports.multicluster.x-k8s.io crd/serviceimports.multicluster.x-k8s.io
-k apply -f examples/apiserver-demo.yaml
-k get deployments,services,serviceexports,serviceimports
-k scale deployment web --replicas=3
-k get deployment web -o jsonpath='{.spec.replicas}{"\n"}'
-k api-resources --api-group=multicluster.x-k8s.io
-k delete -f examples/apiserver-demo.yaml
+k() { echo "+ kubectl $*"; kubectl --kubeconfig "$dir/kubeconfig" "$@"; }
+$bin local status --dir "$dir"
+k config get-contexts
+for ctx in member-1 member-2 member-3; do
+  k --context "$ctx" get clusterproperty cluster.clusterset.k8s.io
+done
+k --context member-1 apply -f examples/web.yaml
+k --context member-1 rollout status deployment/web --timeout=30s
+k --context member-1 scale deployment web --replicas=3
+k --context member-1 rollout status deployment/web --timeout=30s
+k --context member-1 get pods -o wide
+k --context member-1 get endpointslices -l kubernetes.io/service-name=web
+echo "+ clusterset local member stop member-2"; $bin local member stop member-2 --dir "$dir"
+$bin local status --dir "$dir"
+echo "+ clusterset local member start member-2"; $bin local member start member-2 --dir "$dir"
+$bin local down --dir "$dir"

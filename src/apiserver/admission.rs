@@ -28,6 +28,11 @@ pub fn admit(
     Ok(())
 }
 
+/// Whether objects of this kind hold ClusterIPs or NodePorts.
+pub fn holds_allocations(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.kind == "Service"
+}
+
 /// Gives back what a Service held that its new state (None once deleted) no longer
 /// holds: ClusterIPs and NodePorts.
 pub fn release(
@@ -36,7 +41,7 @@ pub fn release(
     old: &Value,
     new: Option<&Value>,
 ) {
-    if rt.group.is_empty() && rt.kind == "Service" {
+    if holds_allocations(rt) {
         let mut alloc = alloc.lock().unwrap();
         let (old_ips, old_ports) = held(old);
         let (new_ips, new_ports) = new.map(held).unwrap_or_default();

@@ -166,7 +166,8 @@ impl State {
             }
             let mut new = obj.clone();
             set_namespace(rt, ns, &mut new)?;
-            match self.commit(rt, ns, name, Some(&old), new, sub, opts) {
+            let old_value = old.value();
+            match self.commit(rt, ns, name, Some((&old, old_value)), new, sub, opts) {
                 Err(e) if e.reason == "Conflict" && wanted_rv.is_none() => continue,
                 other => return other,
             }
@@ -222,7 +223,16 @@ impl State {
                 },
                 _ => opts.clone(),
             };
-            match self.commit(rt, ns, name, Some(&old), patched, sub, &commit_opts) {
+            let old_value = to_storage(rt, current);
+            match self.commit(
+                rt,
+                ns,
+                name,
+                Some((&old, old_value)),
+                patched,
+                sub,
+                &commit_opts,
+            ) {
                 Err(e) if e.reason == "Conflict" && e.message.contains("has been modified") => {
                     continue
                 }
@@ -381,12 +391,16 @@ impl State {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        old: Option<&Stored>,
+        old: Option<(&Stored, Value)>,
         new: Value,
         sub: Subresource,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let mut old_value = old.map(Stored::value);
+        // The stored object and its parsed form, which the caller already had.
+        let (old, mut old_value) = match old {
+            Some((stored, value)) => (Some(stored), Some(value)),
+            None => (None, None),
+        };
         let mut new = to_storage(rt, new);
         if let Some(old_value) = &old_value {
             new = merge_subresource(rt, old_value, new, sub);
@@ -443,10 +457,12 @@ impl State {
                 created: old.is_none(),
             });
         }
+        // Only what holds addresses needs the attempted state back if the write fails.
+        let attempted = admission::holds_allocations(rt).then(|| new.clone());
         let write = if old.is_some() {
-            Write::Update(new.clone())
+            Write::Update(new)
         } else {
-            Write::Create(new.clone())
+            Write::Create(new)
         };
         match self
             .store
@@ -454,7 +470,7 @@ impl State {
         {
             Ok(committed) => {
                 if let Some(old_value) = &old_value {
-                    admission::release(&self.alloc, rt, old_value, Some(&new));
+                    admission::release(&self.alloc, rt, old_value, Some(&committed.object));
                 }
                 self.after_write(rt, &committed.object);
                 Ok(Written {
@@ -465,7 +481,9 @@ impl State {
                 })
             }
             Err(e) => {
-                admission::release(&self.alloc, rt, &new, old_value.as_ref());
+                if let Some(attempted) = &attempted {
+                    admission::release(&self.alloc, rt, attempted, old_value.as_ref());
+                }
                 Err(store_error(rt, name, e))
             }
         }
