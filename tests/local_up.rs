@@ -547,3 +547,75 @@ async fn members_run_workloads_like_real_clusters() {
     assert_eq!(nodes.lines().count(), 3, "{nodes}");
     local.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_stack_members_give_pods_an_address_per_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = UpOptions {
+        ip_family: IpFamily::Dual,
+        ..options(dir.path(), 1)
+    };
+    let local = LocalClusterset::up(&opts).await.unwrap();
+    let kc = local.kubeconfig_path();
+    let local_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("local.json")).unwrap())
+            .unwrap();
+    let member = &local_json["clusters"][1];
+    assert_eq!(
+        member["podCIDRs"],
+        serde_json::json!(["10.1.0.0/16", "fd00:10:1::/64"])
+    );
+    assert_eq!(
+        member["serviceCIDRs"],
+        serde_json::json!(["10.101.0.0/16", "fd00:100:1::/112"])
+    );
+    kubectl_ok(&kc, &["run", "probe", "--image=busybox"]);
+    kubectl_ok(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/probe",
+            "--timeout=20s",
+        ],
+    );
+    let ips = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "pod",
+            "probe",
+            "-o",
+            "jsonpath={.status.podIPs[*].ip}",
+        ],
+    );
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    assert!(
+        ips[0].starts_with("10.1.") && ips[1].starts_with("fd00:10:1:"),
+        "{ips:?}"
+    );
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: dual}\nspec:\n  ipFamilyPolicy: RequireDualStack\n  selector: {run: probe}\n  ports: [{port: 80}]\n";
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), svc.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let cluster_ips = kubectl_ok(
+        &kc,
+        &["get", "svc", "dual", "-o", "jsonpath={.spec.clusterIPs[*]}"],
+    );
+    let cluster_ips: Vec<&str> = cluster_ips.split_whitespace().collect();
+    assert!(
+        cluster_ips.len() == 2
+            && cluster_ips[0].starts_with("10.101.")
+            && cluster_ips[1].starts_with("fd00:100:1::"),
+        "{cluster_ips:?}"
+    );
+    local.down().await;
+}

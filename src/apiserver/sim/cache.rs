@@ -33,6 +33,29 @@ impl Objects {
         Some(Change { key, old })
     }
 
+    /// Records a change to a dependent (a ReplicaSet, a Pod) and returns its owners
+    /// of `owner_kind` among `owners` that need a sync, as they were before and after.
+    pub fn apply_dependent(
+        &mut self,
+        owners: &Objects,
+        owner_kind: &str,
+        namespace: &str,
+        kind: EventType,
+        object: &[u8],
+    ) -> Vec<ObjectKey> {
+        let Some(change) = self.apply(namespace, kind, object) else {
+            return Vec::new();
+        };
+        [change.old.as_ref(), self.get(&change.key)]
+            .into_iter()
+            .flatten()
+            .flat_map(|d| {
+                super::meta::owners_to_sync(d, owner_kind, owners.in_namespace(namespace))
+            })
+            .map(|name| (namespace.to_string(), name))
+            .collect()
+    }
+
     pub fn get(&self, key: &ObjectKey) -> Option<&Value> {
         self.items.get(key)
     }

@@ -38,18 +38,15 @@ impl Follower for DeploymentController {
                 }
             }
             ("apps", "replicasets") => {
-                let Some(change) = self.sets.apply(namespace, kind, object) else {
-                    return;
-                };
-                let new = self.sets.get(&change.key);
-                let owners = self.deployments.in_namespace(namespace);
-                let names: Vec<String> = [change.old.as_ref(), new]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|rs| meta::owners_to_sync(rs, "Deployment", owners.clone()))
-                    .collect();
-                for name in names {
-                    self.queue.add((namespace.to_string(), name));
+                let owners = self.sets.apply_dependent(
+                    &self.deployments,
+                    "Deployment",
+                    namespace,
+                    kind,
+                    object,
+                );
+                for key in owners {
+                    self.queue.add(key);
                 }
             }
             _ => {}

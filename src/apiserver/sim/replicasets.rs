@@ -32,18 +32,11 @@ impl Follower for ReplicaSetController {
                 }
             }
             ("", "pods") => {
-                let Some(change) = self.pods.apply(namespace, kind, object) else {
-                    return;
-                };
-                let new = self.pods.get(&change.key);
-                let owners = self.sets.in_namespace(namespace);
-                let names: Vec<String> = [change.old.as_ref(), new]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|pod| meta::owners_to_sync(pod, "ReplicaSet", owners.clone()))
-                    .collect();
-                for name in names {
-                    self.queue.add((namespace.to_string(), name));
+                let owners =
+                    self.pods
+                        .apply_dependent(&self.sets, "ReplicaSet", namespace, kind, object);
+                for key in owners {
+                    self.queue.add(key);
                 }
             }
             _ => {}
