@@ -154,15 +154,6 @@ fn start_binary(data: &Path, work: &Path) -> Result<Process, String> {
     Ok(Process { child, kubeconfig })
 }
 
-fn kubectl(p: &Process, args: &[&str]) -> std::process::Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&p.kubeconfig)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     let data = tempfile::tempdir().unwrap();
@@ -172,22 +163,12 @@ fn acknowledged_writes_survive_kill_9() {
     for i in 0..50 {
         manifests.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\ndata: {{i: \"{i}\"}}\n"));
     }
-    let mut apply = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&p.kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(apply.stdin.as_mut().unwrap(), manifests.as_bytes()).unwrap();
-    assert!(apply.wait().unwrap().success());
+    common::kubectl_at_ok(&p.kubeconfig, &["apply", "-f", "-"], Some(&manifests));
     p.child.kill().unwrap(); // SIGKILL
     p.child.wait().unwrap();
 
     let mut p = start_binary(data.path(), work.path()).unwrap();
-    let out = kubectl(&p, &["get", "configmaps", "-o", "name"]);
-    let listed = String::from_utf8(out.stdout).unwrap();
+    let listed = common::kubectl_at_ok(&p.kubeconfig, &["get", "configmaps", "-o", "name"], None);
     for i in 0..50 {
         assert!(
             listed.contains(&format!("configmap/cm-{i}\n")),

@@ -23,27 +23,11 @@ fn options(dir: &Path, members: usize) -> UpOptions {
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> common::Output {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    common::Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::kubectl_at(kubeconfig, args, None)
 }
 
 fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = kubectl(kubeconfig, args);
-    assert_eq!(
-        out.code, 0,
-        "kubectl {args:?}: {}{}",
-        out.stdout, out.stderr
-    );
-    out.stdout
+    common::kubectl_at_ok(kubeconfig, args, None)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -441,17 +425,11 @@ async fn members_run_workloads_like_real_clusters() {
     let kc = local.kubeconfig_path();
     let ctx = ["--context", "member-2"];
     let apply = |args: &[&str]| -> String { kubectl_ok(&kc, &[&ctx[..], args].concat()) };
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kc)
-        .args(ctx)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), WORKLOADS.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    common::kubectl_at_ok(
+        &kc,
+        &["--context", "member-2", "apply", "-f", "-"],
+        Some(WORKLOADS),
+    );
 
     apply(&["scale", "deployment", "web", "--replicas=5"]);
     apply(&["rollout", "status", "deployment/web", "--timeout=30s"]);
@@ -596,16 +574,7 @@ async fn dual_stack_members_give_pods_an_address_per_family() {
         "{ips:?}"
     );
     let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: dual}\nspec:\n  ipFamilyPolicy: RequireDualStack\n  selector: {run: probe}\n  ports: [{port: 80}]\n";
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kc)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), svc.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    common::kubectl_at_ok(&kc, &["apply", "-f", "-"], Some(svc));
     let cluster_ips = kubectl_ok(
         &kc,
         &["get", "svc", "dual", "-o", "jsonpath={.spec.clusterIPs[*]}"],

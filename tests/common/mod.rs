@@ -54,30 +54,10 @@ impl TestServer {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .expect("kubectl is installed at /usr/bin/kubectl");
-        let mut input = child.stdin.take().expect("stdin");
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).expect("write stdin");
-        }
-        drop(input);
-        let out = child.wait_with_output().expect("kubectl runs");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let cache = self.dir.path().join("cache");
+        let mut all = vec!["--cache-dir", cache.to_str().expect("a UTF-8 path")];
+        all.extend_from_slice(args);
+        kubectl_at(&self.kubeconfig(), &all, stdin)
     }
 
     /// kubectl that must succeed; returns its stdout.
@@ -96,6 +76,42 @@ impl TestServer {
         args.extend_from_slice(extra);
         self.kubectl_stdin(&args, Some(yaml))
     }
+}
+
+/// Runs the real kubectl with `kubeconfig`, feeding it `stdin`.
+pub fn kubectl_at(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed at /usr/bin/kubectl");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().expect("kubectl runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// kubectl with `kubeconfig` that must succeed; returns its stdout.
+pub fn kubectl_at_ok(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl_at(kubeconfig, args, stdin);
+    assert_eq!(
+        out.code, 0,
+        "kubectl {args:?} failed: {}{}",
+        out.stdout, out.stderr
+    );
+    out.stdout
 }
 
 #[derive(Debug)]
