@@ -5,5 +5,6 @@ pub mod api;
 pub mod apiserver;
 pub mod fsutil;
 pub mod local;
+pub mod mcs;
 pub mod pki;
 pub mod telemetry;

@@ -55,3 +55,168 @@ async fn generated_crds_install_and_serve_both_versions() {
         }
     }
 }
+
+fn upstream(file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(common::upstream_crd(file)).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+fn ours(name: &str) -> serde_json::Value {
+    let crd = clusterset::api::crds()
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some(name))
+        .unwrap();
+    serde_json::to_value(crd).unwrap()
+}
+
+fn schema_of(crd: &serde_json::Value, version: &str) -> serde_json::Value {
+    let v = crd["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == version)
+        .unwrap();
+    v["schema"]["openAPIV3Schema"].clone()
+}
+
+/// Names, scope, versions and printer columns match upstream, and sample objects
+/// validate (or fail) the same way under both schemas.
+#[test]
+fn generated_mcs_crds_match_the_upstream_ones() {
+    use clusterset::apiserver::schema;
+    let pairs = [
+        (
+            "serviceexports.multicluster.x-k8s.io",
+            "multicluster.x-k8s.io_serviceexports.yaml",
+        ),
+        (
+            "serviceimports.multicluster.x-k8s.io",
+            "multicluster.x-k8s.io_serviceimports.yaml",
+        ),
+        (
+            "clusterproperties.about.k8s.io",
+            "about.k8s.io_clusterproperties.yaml",
+        ),
+    ];
+    for (name, file) in pairs {
+        let (a, b) = (ours(name), upstream(file));
+        assert_eq!(
+            a["spec"]["names"]["plural"], b["spec"]["names"]["plural"],
+            "{name}"
+        );
+        assert_eq!(
+            a["spec"]["names"]["kind"], b["spec"]["names"]["kind"],
+            "{name}"
+        );
+        assert_eq!(
+            a["spec"]["names"].get("shortNames"),
+            b["spec"]["names"].get("shortNames"),
+            "{name}"
+        );
+        assert_eq!(a["spec"]["scope"], b["spec"]["scope"], "{name}");
+        for v in b["spec"]["versions"].as_array().unwrap() {
+            let version = v["name"].as_str().unwrap();
+            let mine = a["spec"]["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == version)
+                .expect("every upstream version is served");
+            assert_eq!(mine["storage"], v["storage"], "{name} {version}");
+            assert_eq!(mine["subresources"], v["subresources"], "{name} {version}");
+            let columns = |x: &serde_json::Value| -> Vec<String> {
+                x["additionalPrinterColumns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c["name"].as_str().unwrap().to_lowercase())
+                    .collect()
+            };
+            assert_eq!(columns(mine), columns(v), "{name} {version}");
+        }
+    }
+    let samples = [
+        (
+            "serviceimports.multicluster.x-k8s.io",
+            "multicluster.x-k8s.io_serviceimports.yaml",
+            json!({"spec": {"type": "ClusterSetIP", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "appProtocol": "http"}], "ips": ["10.0.0.1"], "ipFamilies": ["IPv4"], "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 30}}}, "status": {"clusters": [{"cluster": "member-1"}], "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+            true,
+        ),
+        (
+            "serviceimports.multicluster.x-k8s.io",
+            "multicluster.x-k8s.io_serviceimports.yaml",
+            json!({"spec": {"type": "Bogus", "ports": [], "ips": ["a", "b", "c"]}}),
+            false,
+        ),
+        (
+            "serviceimports.multicluster.x-k8s.io",
+            "multicluster.x-k8s.io_serviceimports.yaml",
+            json!({"spec": {"ports": [{"port": "80"}]}}),
+            false,
+        ),
+        (
+            "serviceexports.multicluster.x-k8s.io",
+            "multicluster.x-k8s.io_serviceexports.yaml",
+            json!({"spec": {"exportedLabels": {"a": "b"}}, "status": {"conditions": [{"type": "Valid", "status": "True", "reason": "Valid", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+            true,
+        ),
+        (
+            "serviceexports.multicluster.x-k8s.io",
+            "multicluster.x-k8s.io_serviceexports.yaml",
+            json!({"status": {"conditions": [{"type": "Valid", "status": "Maybe", "reason": "not valid!", "message": "x", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+            false,
+        ),
+        (
+            "clusterproperties.about.k8s.io",
+            "about.k8s.io_clusterproperties.yaml",
+            json!({"spec": {"value": ""}}),
+            false,
+        ),
+    ];
+    for (name, file, obj, valid) in samples {
+        for (which, schema) in [
+            ("ours", schema_of(&ours(name), "v1beta1")),
+            ("upstream", schema_of(&upstream(file), "v1beta1")),
+        ] {
+            let errors = schema::validate(&obj, &schema);
+            assert_eq!(
+                errors.is_empty(),
+                valid,
+                "{which} {name} {obj}: {:?}",
+                errors.iter().map(|e| e.message()).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_uses_the_generated_mcs_crds() {
+    let t = TestServer::start().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    t.kubectl_ok(&["apply", "-f", dir.to_str().unwrap()]);
+    t.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/serviceimports.multicluster.x-k8s.io",
+        "--timeout=10s",
+    ]);
+    let import = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\nmetadata: {name: web}\nspec: {type: Headless, ports: [{port: 80, protocol: TCP}]}\n";
+    let out = t.apply_yaml(import, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let table = t.kubectl_ok(&["get", "svcim"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("TYPE") && table.contains("Headless"),
+        "{table}"
+    );
+    let yaml = t.kubectl_ok(&[
+        "get",
+        "serviceimport.v1beta1.multicluster.x-k8s.io",
+        "web",
+        "-o",
+        "yaml",
+    ]);
+    assert!(
+        yaml.contains("apiVersion: multicluster.x-k8s.io/v1beta1"),
+        "{yaml}"
+    );
+}

@@ -2,12 +2,55 @@
 //! `crds/` is generated from them (`make crds`).
 
 pub mod about;
+pub mod multicluster;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 /// Every CRD this project installs, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![about::crd()]
+    let mut crds = vec![
+        about::crd(),
+        multicluster::service_export_crd(),
+        multicluster::service_import_crd(),
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                let mut value = serde_json::to_value(&*schema).expect("a schema serializes");
+                constrain_conditions(&mut value);
+                *schema = serde_json::from_value(value).expect("still a schema");
+            }
+        }
+    }
+    crds
+}
+
+/// Adds the validation metav1.Condition carries in Kubernetes' own CRDs (reason and
+/// type patterns, lengths, the status enum), which k8s-openapi's schema leaves out.
+fn constrain_conditions(schema: &mut serde_json::Value) {
+    use serde_json::json;
+    if let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        if let Some(items) = props.get_mut("conditions").and_then(|c| c.get_mut("items")) {
+            let p = &mut items["properties"];
+            p["type"]["maxLength"] = json!(316);
+            p["type"]["pattern"] = json!(
+                r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+            );
+            p["status"]["enum"] = json!(["True", "False", "Unknown"]);
+            p["reason"]["maxLength"] = json!(1024);
+            p["reason"]["minLength"] = json!(1);
+            p["reason"]["pattern"] = json!(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$");
+            p["message"]["maxLength"] = json!(32768);
+            p["observedGeneration"]["minimum"] = json!(0);
+        }
+        for child in props.values_mut() {
+            constrain_conditions(child);
+        }
+    }
 }
 
 /// The CRDs as one multi-document YAML file each: (file name, contents).
