@@ -220,3 +220,25 @@ async fn kubectl_uses_the_generated_mcs_crds() {
         "{yaml}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_export_needs_no_spec() {
+    let t = TestServer::start().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    t.kubectl_ok(&["apply", "-f", dir.to_str().unwrap()]);
+    t.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/serviceexports.multicluster.x-k8s.io",
+        "--timeout=10s",
+    ]);
+    let out = t.apply_yaml(
+        "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: web}\n",
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let api: Api<clusterset::api::multicluster::ServiceExport> =
+        Api::namespaced(t.client.clone(), "default");
+    let export = api.get("web").await.unwrap();
+    assert_eq!(export.spec, Default::default());
+}

@@ -17,12 +17,72 @@ macro_rules! mcs_types {
             use serde::{Deserialize, Serialize};
 
             /// Declares that the Service of the same name and namespace is exported
-            /// to the clusterset.
+            /// to the clusterset. The spec is optional (`kubectl create` of an export
+            /// without one is the common case), so the root type below is written by
+            /// hand with a defaulted spec; the derived one only shapes the CRD.
+            #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+            #[serde(rename_all = "camelCase")]
+            pub struct ServiceExport {
+                #[serde(default = "export_api_version")]
+                pub api_version: String,
+                #[serde(default = "export_kind")]
+                pub kind: String,
+                pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+                #[serde(default)]
+                pub spec: ServiceExportSpec,
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub status: Option<ServiceExportStatus>,
+            }
+
+            fn export_api_version() -> String {
+                concat!("multicluster.x-k8s.io/", $version_str).into()
+            }
+
+            fn export_kind() -> String {
+                "ServiceExport".into()
+            }
+
+            impl ServiceExport {
+                pub fn new(name: &str) -> Self {
+                    ServiceExport {
+                        api_version: export_api_version(),
+                        kind: export_kind(),
+                        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { name: Some(name.into()), ..Default::default() },
+                        spec: ServiceExportSpec::default(),
+                        status: None,
+                    }
+                }
+            }
+
+            impl kube::Resource for ServiceExport {
+                type DynamicType = ();
+                type Scope = k8s_openapi::NamespaceResourceScope;
+                fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                    "ServiceExport".into()
+                }
+                fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                    "multicluster.x-k8s.io".into()
+                }
+                fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                    $version_str.into()
+                }
+                fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                    "serviceexports".into()
+                }
+                fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    &self.metadata
+                }
+                fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    &mut self.metadata
+                }
+            }
+
             #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
             #[kube(
                 group = "multicluster.x-k8s.io",
                 version = $version_str,
                 kind = "ServiceExport",
+                root = "ServiceExportShape",
                 plural = "serviceexports",
                 singular = "serviceexport",
                 shortname = "svcex",
@@ -136,14 +196,27 @@ pub use v1beta1::{
 };
 
 pub fn service_export_crd() -> CustomResourceDefinition {
-    kube::core::crd::merge_crds(
+    let mut crd = kube::core::crd::merge_crds(
         vec![
-            v1alpha1::ServiceExport::crd(),
-            v1beta1::ServiceExport::crd(),
+            v1alpha1::ServiceExportShape::crd(),
+            v1beta1::ServiceExportShape::crd(),
         ],
         "v1beta1",
     )
-    .expect("the versions of one kind merge")
+    .expect("the versions of one kind merge");
+    // As upstream: an export needs no spec; and the shape type's name is not the kind's.
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            schema.required = None;
+            schema.title = None;
+            schema.description = Some("ServiceExport declares that the Service with the same name and namespace as this export should be consumable from other clusters.".into());
+        }
+    }
+    crd
 }
 
 pub fn service_import_crd() -> CustomResourceDefinition {

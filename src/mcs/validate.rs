@@ -1,0 +1,148 @@
+//! Whether a ServiceExport can be exported, and what of its Service it exports — the
+//! agent's first step (MCS-SPEC: ServiceExport `Valid`, Service type mapping).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Service;
+
+use super::merge::{ExportedService, ImportType, Port};
+use crate::api::multicluster::ServiceExport;
+
+/// The export's `Valid` condition: status, reason, message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub valid: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Valid=True/Valid for an exportable Service, False/NoService without one,
+/// False/InvalidServiceType for ExternalName.
+pub fn validity(export: &ServiceExport, service: Option<&Service>) -> Validity {
+    let name = export.metadata.name.as_deref().unwrap_or_default();
+    let Some(service) = service else {
+        return Validity {
+            valid: false,
+            reason: "NoService",
+            message: format!(
+                "Service {name} not found in namespace {}",
+                export.metadata.namespace.as_deref().unwrap_or_default()
+            ),
+        };
+    };
+    let service_type = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        .unwrap_or("ClusterIP");
+    if service_type == "ExternalName" {
+        return Validity {
+            valid: false,
+            reason: "InvalidServiceType",
+            message: format!("Service {name} is of type ExternalName, which cannot be exported"),
+        };
+    }
+    Validity {
+        valid: true,
+        reason: "Valid",
+        message: format!("Service {name} is exported"),
+    }
+}
+
+/// What a valid export carries to the import: ClusterIP, NodePort and LoadBalancer
+/// Services become ClusterSetIP, headless ones Headless; labels and annotations only
+/// from the export's `exportedLabels` and `exportedAnnotations`.
+pub fn exported_service(export: &ServiceExport, service: &Service) -> ExportedService {
+    let spec = service.spec.clone().unwrap_or_default();
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    let ports = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| Port {
+            name: p.name.filter(|n| !n.is_empty()),
+            protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
+            app_protocol: p.app_protocol,
+            port: p.port,
+        })
+        .collect();
+    let copy = |m: &Option<BTreeMap<String, String>>| m.clone().unwrap_or_default();
+    ExportedService {
+        type_: if headless {
+            ImportType::Headless
+        } else {
+            ImportType::ClusterSetIP
+        },
+        ports,
+        session_affinity: spec.session_affinity.unwrap_or_else(|| "None".into()),
+        session_affinity_config: spec
+            .session_affinity_config
+            .map(|c| serde_json::to_value(c).expect("serializable")),
+        internal_traffic_policy: spec.internal_traffic_policy,
+        traffic_distribution: spec.traffic_distribution,
+        ip_families: spec.ip_families.unwrap_or_else(|| vec!["IPv4".into()]),
+        labels: copy(&export.spec.exported_labels),
+        annotations: copy(&export.spec.exported_annotations),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn export(extra: serde_json::Value) -> ServiceExport {
+        let mut v = json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceExport",
+            "metadata": {"name": "web", "namespace": "demo", "labels": {"not": "exported"}}, "spec": {}});
+        json_patch::merge(&mut v, &extra);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn service(spec: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "demo", "labels": {"svc": "label"}}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn export_validity_follows_the_service() {
+        let e = export(json!({}));
+        assert_eq!(validity(&e, None).reason, "NoService");
+        let external = service(json!({"type": "ExternalName", "externalName": "example.com"}));
+        let v = validity(&e, Some(&external));
+        assert!(!v.valid);
+        assert_eq!(v.reason, "InvalidServiceType");
+        for t in ["ClusterIP", "NodePort", "LoadBalancer"] {
+            assert!(
+                validity(&e, Some(&service(json!({"type": t})))).valid,
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn type_mapping_and_exported_metadata() {
+        let e = export(
+            json!({"spec": {"exportedLabels": {"tier": "web"}, "exportedAnnotations": {"a": "b"}}}),
+        );
+        let clusterip = exported_service(
+            &e,
+            &service(
+                json!({"type": "NodePort", "clusterIP": "10.0.0.1", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}], "ipFamilies": ["IPv4"]}),
+            ),
+        );
+        assert_eq!(clusterip.type_, ImportType::ClusterSetIP);
+        assert_eq!(clusterip.ports[0].port, 80);
+        assert_eq!(
+            clusterip.labels,
+            BTreeMap::from([("tier".to_string(), "web".to_string())]),
+            "never the Service's or export's own labels"
+        );
+        assert_eq!(clusterip.annotations.len(), 1);
+        let headless = exported_service(
+            &export(json!({})),
+            &service(json!({"clusterIP": "None", "ports": [{"port": 5432}]})),
+        );
+        assert_eq!(headless.type_, ImportType::Headless);
+        assert_eq!(headless.ports[0].protocol, "TCP");
+        assert!(headless.labels.is_empty());
+    }
+}
