@@ -91,12 +91,6 @@ impl ResourceType {
             format!("{}.{}", self.kind, self.group)
         }
     }
-
-    /// Whether every name the resource is known by (plural, singular, short names)
-    /// matches `name`.
-    pub fn is_called(&self, name: &str) -> bool {
-        self.plural == name || self.singular == name || self.short_names.iter().any(|s| s == name)
-    }
 }
 
 #[derive(Default)]
