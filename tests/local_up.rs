@@ -588,3 +588,72 @@ async fn dual_stack_members_give_pods_an_address_per_family() {
     );
     local.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_auth_can_i_and_whoami_answer_for_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalClusterset::up(&options(dir.path(), 1)).await.unwrap();
+    let kc = local.kubeconfig_path();
+    assert_eq!(
+        kubectl_ok(
+            &kc,
+            &["auth", "can-i", "delete", "secrets", "-n", "kube-system"]
+        )
+        .trim(),
+        "yes"
+    );
+    let whoami = kubectl_ok(
+        &kc,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(whoami, "clusterset-admin");
+    kubectl_ok(&kc, &["create", "serviceaccount", "bot"]);
+    let token = kubectl_ok(&kc, &["create", "token", "bot"]);
+    let token = token.trim();
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "role",
+            "cm-reader",
+            "--verb=get,list",
+            "--resource=configmaps",
+        ],
+    );
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "rolebinding",
+            "bot-cm",
+            "--role=cm-reader",
+            "--serviceaccount=default:bot",
+        ],
+    );
+    let yes = kubectl(
+        &kc,
+        &["--token", token, "auth", "can-i", "list", "configmaps"],
+    );
+    assert_eq!(yes.stdout.trim(), "yes", "{}", yes.stderr);
+    let no = kubectl(&kc, &["--token", token, "auth", "can-i", "get", "secrets"]);
+    assert_eq!(no.stdout.trim(), "no", "{}", no.stderr);
+    assert_ne!(no.code, 0, "kubectl exits 1 for no");
+    let me = kubectl_ok(
+        &kc,
+        &[
+            "--token",
+            token,
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(me, "system:serviceaccount:default:bot");
+    local.down().await;
+}

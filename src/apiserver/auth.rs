@@ -106,6 +106,12 @@ impl Auth {
         (super::objects::uid(&sa.value()) == uid).then(|| UserInfo::service_account(ns, name))
     }
 
+    /// Whether RBAC allows the request, with the authorizer's reason.
+    pub fn decide(&self, user: &UserInfo, attrs: &Attributes) -> (bool, String) {
+        let decision = self.policy.read().unwrap().authorize(user, attrs);
+        (decision.allowed, decision.reason)
+    }
+
     /// 403 unless the user's RBAC bindings allow the request.
     pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> ApiResult<()> {
         let policy = self.policy.read().unwrap().clone();

@@ -13,6 +13,7 @@ struct Kind {
     short_names: &'static [&'static str],
     status: bool,
     scale: bool,
+    review: bool,
     columns: Vec<Column>,
 }
 
@@ -31,6 +32,7 @@ fn kind(
         short_names: &[],
         status: false,
         scale: false,
+        review: false,
         columns: Vec::new(),
     }
 }
@@ -46,6 +48,11 @@ impl Kind {
     }
     fn with_status(mut self) -> Self {
         self.status = true;
+        self
+    }
+    fn review(mut self) -> Self {
+        self.review = true;
+        self.namespaced = false;
         self
     }
     fn with_scale(mut self) -> Self {
@@ -104,6 +111,7 @@ impl Kind {
                 label_selector: Some(".status.selector".into()),
             }),
             builtin: true,
+            review: self.review,
         }
     }
 }
@@ -261,6 +269,20 @@ pub fn builtin_types() -> Vec<ResourceType> {
         )
         .cluster_scoped()
         .col("Role", "string", Computed(binding_role)),
+        kind(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+        )
+        .review(),
+        kind(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+        )
+        .review(),
         kind(
             "apiextensions.k8s.io",
             "v1",

@@ -121,6 +121,7 @@ pub fn resource_type(crd: &Value) -> ResourceType {
                 .map(String::from),
         }),
         builtin: false,
+        review: false,
     }
 }
 

@@ -83,7 +83,8 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     for t in &types {
         resources.push(json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
-            "kind": t.kind, "verbs": VERBS, "shortNames": t.short_names, "categories": t.categories,
+            "kind": t.kind, "verbs": if t.review { &["create"][..] } else { &VERBS[..] },
+            "shortNames": t.short_names, "categories": t.categories,
         }));
         if t.status {
             resources.push(

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::discovery;
 use super::errors::{ApiError, ApiResult};
-use super::rbac::Attributes;
+use super::rbac::{Attributes, UserInfo};
 use super::registry::ResourceType;
 use super::resources::{
     to_version, DeleteOptions, FieldValidation, PatchKind, State, Subresource, WriteOptions,
@@ -66,11 +66,13 @@ type Outcome = (&'static str, String, ApiResult<Response>);
 async fn dispatch(app: &Arc<App>, req: Request) -> Outcome {
     let route = routes::parse(req.uri().path());
     let query = parse_query(req.uri().query());
-    if let Some(auth) = &app.auth {
-        if let Err(e) = check_access(auth, app, &req, &route, &query) {
-            return ("other", String::new(), Err(e));
-        }
-    }
+    let user = match &app.auth {
+        Some(auth) => match check_access(auth, app, &req, &route, &query) {
+            Ok(user) => Some(user),
+            Err(e) => return ("other", String::new(), Err(e)),
+        },
+        None => None,
+    };
     if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
         let e = ApiError::method_not_allowed(req.method().as_str(), "this path");
         return ("other", String::new(), Err(e));
@@ -83,7 +85,7 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Outcome {
     (
         verb,
         resource,
-        resource_request(app, req, path, query, verb).await,
+        resource_request(app, req, path, query, verb, user).await,
     )
 }
 
@@ -117,14 +119,14 @@ fn serve_document(app: &App, route: Route) -> ApiResult<Response> {
         .ok_or_else(ApiError::not_found_path)
 }
 
-/// Authenticates the request and asks RBAC whether its user may make it.
+/// Authenticates the request and asks RBAC whether its user may make it; the user.
 fn check_access(
     auth: &super::auth::Auth,
     app: &App,
     req: &Request,
     route: &Route,
     query: &Query,
-) -> ApiResult<()> {
+) -> ApiResult<UserInfo> {
     let user = auth.authenticate(&app.state, req.headers(), req.uri().path())?;
     let attrs = match route {
         Route::Resource(p) => {
@@ -147,7 +149,8 @@ fn check_access(
             req.uri().path(),
         ),
     };
-    auth.authorize(&user, &attrs)
+    auth.authorize(&user, &attrs)?;
+    Ok(user)
 }
 
 fn verb_of(method: &Method, path: &ResourcePath, query: &Query) -> &'static str {
@@ -181,12 +184,22 @@ async fn resource_request(
     path: ResourcePath,
     query: Query,
     verb: &'static str,
+    user: Option<UserInfo>,
 ) -> ApiResult<Response> {
     let rt = app
         .state
         .registry
         .lookup(&path.group, &path.version, &path.plural)
         .ok_or_else(ApiError::not_found_path)?;
+    if rt.review {
+        return match (verb, path.name.as_deref()) {
+            ("create", None) => review(app, &rt, user, req).await,
+            _ => Err(ApiError::method_not_allowed(
+                verb,
+                &format!("resources of kind \"{}\"", rt.plural),
+            )),
+        };
+    }
     if rt.namespaced != path.namespace.is_some() && !(rt.namespaced && path.name.is_none()) {
         return Err(ApiError::not_found_path());
     }
@@ -281,6 +294,60 @@ async fn token_request(app: &App, ns: &str, name: &str, req: Request) -> ApiResu
         "expirationTimestamp": hour_from_now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     });
     Ok(json_response(StatusCode::CREATED, &request))
+}
+
+/// `kubectl auth can-i` (SelfSubjectAccessReview) and `kubectl auth whoami`
+/// (SelfSubjectReview), answered for the requesting user and not stored. A server
+/// without authentication treats everyone as an administrator.
+async fn review(
+    app: &App,
+    rt: &ResourceType,
+    user: Option<UserInfo>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let mut review = decode_body(&parts.headers, read_body(body).await?, false)?;
+    let user = user.unwrap_or_else(|| {
+        UserInfo::new(
+            "admin",
+            [
+                super::rbac::PRIVILEGED_GROUP,
+                super::rbac::ALL_AUTHENTICATED,
+            ],
+        )
+    });
+    review["apiVersion"] = json!(rt.api_version(&rt.storage_version));
+    review["kind"] = json!(rt.kind);
+    review["metadata"] = json!({"creationTimestamp": super::objects::now()});
+    review["status"] = match rt.kind.as_str() {
+        "SelfSubjectReview" => json!({"userInfo": {"username": user.name, "groups": user.groups}}),
+        _ => {
+            let attrs = review_attributes(&review["spec"]);
+            let (allowed, reason) = match &app.auth {
+                Some(auth) => auth.decide(&user, &attrs),
+                None => (true, String::new()),
+            };
+            json!({"allowed": allowed, "reason": reason})
+        }
+    };
+    Ok(json_response(StatusCode::CREATED, &review))
+}
+
+fn review_attributes(spec: &Value) -> Attributes {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    if let Some(r) = spec.get("resourceAttributes").filter(|r| r.is_object()) {
+        let mut a = Attributes::resource(
+            &text(&r["verb"]),
+            &text(&r["group"]),
+            &text(&r["resource"]),
+            &text(&r["namespace"]),
+            &text(&r["name"]),
+        );
+        a.subresource = text(&r["subresource"]);
+        return a;
+    }
+    let n = &spec["nonResourceAttributes"];
+    Attributes::non_resource(&text(&n["verb"]), &text(&n["path"]))
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {

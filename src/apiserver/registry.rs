@@ -64,6 +64,8 @@ pub struct ResourceType {
     pub scale: Option<ScalePaths>,
     /// Built-in kinds support strategic merge patch; custom resources do not.
     pub builtin: bool,
+    /// A review (access or identity): only created, answered at once, never stored.
+    pub review: bool,
 }
 
 impl ResourceType {
