@@ -116,6 +116,56 @@ impl<K: Ord + Clone> Queue<K> {
     }
 }
 
+/// An owner kind and the kind it controls (Deployments and ReplicaSets, ReplicaSets
+/// and Pods, StatefulSets and Pods): caches of both, and the owners to sync.
+pub(crate) struct Family {
+    /// (group, resource, kind) of the owner.
+    owner: (&'static str, &'static str, &'static str),
+    /// (group, resource) of what it controls.
+    dependent: (&'static str, &'static str),
+    pub owners: Objects,
+    pub dependents: Objects,
+    pub queue: Queue<ObjectKey>,
+}
+
+impl Family {
+    pub fn new(
+        owner: (&'static str, &'static str, &'static str),
+        dependent: (&'static str, &'static str),
+    ) -> Self {
+        Family {
+            owner,
+            dependent,
+            owners: Objects::default(),
+            dependents: Objects::default(),
+            queue: Queue::default(),
+        }
+    }
+
+    /// Notes a change of either kind and queues the owners it concerns.
+    pub fn observe(
+        &mut self,
+        gr: &crate::apiserver::store::GroupResource,
+        namespace: &str,
+        kind: EventType,
+        object: &[u8],
+    ) {
+        let this = (gr.group.as_str(), gr.resource.as_str());
+        if this == (self.owner.0, self.owner.1) {
+            if let Some(change) = self.owners.apply(namespace, kind, object) {
+                self.queue.add(change.key);
+            }
+        } else if this == self.dependent {
+            for key in
+                self.dependents
+                    .apply_dependent(&self.owners, self.owner.2, namespace, kind, object)
+            {
+                self.queue.add(key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

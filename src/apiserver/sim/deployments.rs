@@ -8,65 +8,55 @@
 
 use serde_json::{json, Map, Value};
 
-use super::cache::{Objects, Queue};
+use super::cache::Family;
 use super::client::{Client, Kind, Outcome};
 use super::hash::template_hash;
 use super::meta;
 use crate::apiserver::controllers::Follower;
 use crate::apiserver::objects::{self, now};
 use crate::apiserver::resources::State;
-use crate::apiserver::store::{EventType, GroupResource, ObjectKey};
+use crate::apiserver::store::{EventType, GroupResource};
 
 const HASH_LABEL: &str = "pod-template-hash";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 
-#[derive(Default)]
 pub(crate) struct DeploymentController {
-    deployments: Objects,
-    sets: Objects,
-    queue: Queue<ObjectKey>,
+    family: Family,
+}
+
+impl Default for DeploymentController {
+    fn default() -> Self {
+        DeploymentController {
+            family: Family::new(
+                ("apps", "deployments", "Deployment"),
+                ("apps", "replicasets"),
+            ),
+        }
+    }
 }
 
 impl Follower for DeploymentController {
     fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]) {
-        match (gr.group.as_str(), gr.resource.as_str()) {
-            ("apps", "deployments") => {
-                if let Some(change) = self.deployments.apply(namespace, kind, object) {
-                    self.queue.add(change.key);
-                }
-            }
-            ("apps", "replicasets") => {
-                let owners = self.sets.apply_dependent(
-                    &self.deployments,
-                    "Deployment",
-                    namespace,
-                    kind,
-                    object,
-                );
-                for key in owners {
-                    self.queue.add(key);
-                }
-            }
-            _ => {}
-        }
+        self.family.observe(gr, namespace, kind, object);
     }
 
     fn reconcile(&mut self, state: &State) {
         let client = Client::new(state, "kube-controller-manager");
-        for key in self.queue.take() {
-            let Some(d) = self.deployments.get(&key) else {
+        for key in self.family.queue.take() {
+            let Some(d) = self.family.owners.get(&key) else {
                 continue;
             };
             if objects::is_deleting(d) {
                 continue;
             }
             let selector = meta::selector(&d["spec"]["selector"]);
-            let orphans = meta::orphans(selector, self.sets.in_namespace(&key.0));
+            let orphans = meta::orphans(selector, self.family.dependents.in_namespace(&key.0));
             let retry = if orphans.is_empty() {
                 let sets: Vec<&Value> = self
-                    .sets
+                    .family
+                    .dependents
                     .in_namespace(&key.0)
                     .filter(|rs| meta::controlled_by(rs, d))
                     .collect();
@@ -80,13 +70,13 @@ impl Follower for DeploymentController {
                 )
             };
             if retry {
-                self.queue.retry(key);
+                self.family.queue.retry(key);
             }
         }
     }
 
     fn wants_retry(&self) -> bool {
-        self.queue.has_retries()
+        self.family.queue.has_retries()
     }
 }
 

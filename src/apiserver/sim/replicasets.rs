@@ -7,55 +7,45 @@ use std::cmp::Reverse;
 
 use serde_json::{json, Value};
 
-use super::cache::{Objects, Queue};
+use super::cache::Family;
 use super::client::{Client, Kind, Outcome};
 use super::meta;
 use super::pods::{self, Availability, PodName};
 use crate::apiserver::controllers::Follower;
 use crate::apiserver::objects;
 use crate::apiserver::resources::State;
-use crate::apiserver::store::{EventType, GroupResource, ObjectKey};
+use crate::apiserver::store::{EventType, GroupResource};
 
-#[derive(Default)]
 pub(crate) struct ReplicaSetController {
-    sets: Objects,
-    pods: Objects,
-    queue: Queue<ObjectKey>,
+    family: Family,
+}
+
+impl Default for ReplicaSetController {
+    fn default() -> Self {
+        ReplicaSetController {
+            family: Family::new(("apps", "replicasets", "ReplicaSet"), ("", "pods")),
+        }
+    }
 }
 
 impl Follower for ReplicaSetController {
     fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]) {
-        match (gr.group.as_str(), gr.resource.as_str()) {
-            ("apps", "replicasets") => {
-                if let Some(change) = self.sets.apply(namespace, kind, object) {
-                    self.queue.add(change.key);
-                }
-            }
-            ("", "pods") => {
-                let owners =
-                    self.pods
-                        .apply_dependent(&self.sets, "ReplicaSet", namespace, kind, object);
-                for key in owners {
-                    self.queue.add(key);
-                }
-            }
-            _ => {}
-        }
+        self.family.observe(gr, namespace, kind, object);
     }
 
     fn reconcile(&mut self, state: &State) {
         let client = Client::new(state, "kube-controller-manager");
-        for key in self.queue.take() {
-            if let Some(rs) = self.sets.get(&key) {
+        for key in self.family.queue.take() {
+            if let Some(rs) = self.family.owners.get(&key) {
                 if self.sync(&client, rs) {
-                    self.queue.retry(key);
+                    self.family.queue.retry(key);
                 }
             }
         }
     }
 
     fn wants_retry(&self) -> bool {
-        self.queue.has_retries()
+        self.family.queue.has_retries()
     }
 }
 
@@ -65,7 +55,7 @@ impl ReplicaSetController {
         if objects::is_deleting(rs) {
             return false;
         }
-        let in_namespace = || self.pods.in_namespace(objects::namespace(rs));
+        let in_namespace = || self.family.dependents.in_namespace(objects::namespace(rs));
         let orphans = meta::orphans(meta::selector(&rs["spec"]["selector"]), in_namespace());
         if !orphans.is_empty() {
             // The adopted pods come back as changes, and this sync with them.

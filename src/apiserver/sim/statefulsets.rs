@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::cache::{Objects, Queue};
+use super::cache::Family;
 use super::client::{Client, Kind, Outcome};
 use super::hash::template_hash;
 use super::meta;
@@ -17,55 +17,46 @@ use super::pods::{self, Availability, PodName};
 use crate::apiserver::controllers::Follower;
 use crate::apiserver::objects;
 use crate::apiserver::resources::State;
-use crate::apiserver::store::{EventType, GroupResource, ObjectKey};
+use crate::apiserver::store::{EventType, GroupResource};
 
 const REVISION_LABEL: &str = "controller-revision-hash";
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
-#[derive(Default)]
 pub(crate) struct StatefulSetController {
-    sets: Objects,
-    pods: Objects,
-    queue: Queue<ObjectKey>,
+    family: Family,
+}
+
+impl Default for StatefulSetController {
+    fn default() -> Self {
+        StatefulSetController {
+            family: Family::new(("apps", "statefulsets", "StatefulSet"), ("", "pods")),
+        }
+    }
 }
 
 impl Follower for StatefulSetController {
     fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]) {
-        match (gr.group.as_str(), gr.resource.as_str()) {
-            ("apps", "statefulsets") => {
-                if let Some(change) = self.sets.apply(namespace, kind, object) {
-                    self.queue.add(change.key);
-                }
-            }
-            ("", "pods") => {
-                let owners =
-                    self.pods
-                        .apply_dependent(&self.sets, "StatefulSet", namespace, kind, object);
-                for key in owners {
-                    self.queue.add(key);
-                }
-            }
-            _ => {}
-        }
+        self.family.observe(gr, namespace, kind, object);
     }
 
     fn reconcile(&mut self, state: &State) {
         let client = Client::new(state, "kube-controller-manager");
-        for key in self.queue.take() {
-            let Some(sts) = self.sets.get(&key) else {
+        for key in self.family.queue.take() {
+            let Some(sts) = self.family.owners.get(&key) else {
                 continue;
             };
             if objects::is_deleting(sts) {
                 continue;
             }
             let selector = meta::selector(&sts["spec"]["selector"]);
-            let orphans: Vec<&Value> = meta::orphans(selector, self.pods.in_namespace(&key.0))
-                .into_iter()
-                .filter(|p| ordinal(sts, p).is_some())
-                .collect();
+            let orphans: Vec<&Value> =
+                meta::orphans(selector, self.family.dependents.in_namespace(&key.0))
+                    .into_iter()
+                    .filter(|p| ordinal(sts, p).is_some())
+                    .collect();
             let retry = if orphans.is_empty() {
-                let members = members(sts, self.pods.in_namespace(&key.0));
+                let members = members(sts, self.family.dependents.in_namespace(&key.0));
                 sync(&client, sts, &members)
             } else {
                 // The adopted pods come back as changes, and this sync with them.
@@ -76,13 +67,13 @@ impl Follower for StatefulSetController {
                 )
             };
             if retry {
-                self.queue.retry(key);
+                self.family.queue.retry(key);
             }
         }
     }
 
     fn wants_retry(&self) -> bool {
-        self.queue.has_retries()
+        self.family.queue.has_retries()
     }
 }
 
