@@ -51,6 +51,19 @@ async fn contexts_work_over_tls_and_files_describe_the_clusters() {
         assert_eq!(value, id);
     }
     assert!(kubectl_ok(&kc, &["--context", "hub", "get", "namespaces"]).contains("kube-system"));
+    // Ready means the members' nodes are there and Ready already.
+    let nodes = kubectl_ok(
+        &kc,
+        &["--context", "member-2", "get", "nodes", "--no-headers"],
+    );
+    assert_eq!(
+        nodes
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count(),
+        3,
+        "{nodes}"
+    );
     assert_eq!(
         kubectl_ok(&kc, &["config", "current-context"]).trim(),
         "member-1"

@@ -82,12 +82,21 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Outcome {
     };
     let resource = path.plural.clone();
     let verb = verb_of(req.method(), &path, &query);
-    (
-        verb,
-        resource,
-        resource_request(app, req, path, query, verb, user).await,
-    )
+    let mut result = resource_request(app, req, path, query, verb, user).await;
+    if result.is_ok() && WRITES.contains(&verb) {
+        // Acknowledge a write only once it, and everything before it, is on disk.
+        let rv = app.state.store.current_rv();
+        if let Err(e) = app.state.store.wait_durable(rv).await {
+            result = Err(ApiError::internal(format!(
+                "the write could not be made durable: {e}"
+            )));
+        }
+    }
+    (verb, resource, result)
 }
+
+/// The verbs that change objects.
+const WRITES: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 /// Everything that is not an object: version, health, metrics, discovery, OpenAPI.
 fn serve_document(app: &App, route: Route) -> ApiResult<Response> {

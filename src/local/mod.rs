@@ -198,5 +198,46 @@ async fn start_cluster(
         .await
         .with_context(|| format!("cannot start cluster {}", p.name))?;
     plan::prepare(&server, p).with_context(|| format!("cannot prepare cluster {}", p.name))?;
+    if p.role == Role::Member {
+        let nodes = SimConfig::default().nodes;
+        wait_for_nodes(&server, nodes)
+            .await
+            .with_context(|| format!("cluster {}", p.name))?;
+    }
     Ok(server)
+}
+
+/// A member is ready once its nodes have registered and report Ready.
+async fn wait_for_nodes(server: &ApiServer, want: usize) -> anyhow::Result<()> {
+    let nodes = crate::apiserver::store::GroupResource::new("", "nodes");
+    let mut changes = server.state.store.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        changes.borrow_and_update();
+        let ready = server
+            .state
+            .store
+            .list(&nodes, None, None)
+            .1
+            .iter()
+            .filter(|(_, n)| node_ready(&n.value()))
+            .count();
+        if ready >= want {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            bail!("only {ready} of {want} nodes became Ready");
+        }
+    }
+}
+
+fn node_ready(node: &serde_json::Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
