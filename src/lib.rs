@@ -7,4 +7,5 @@ pub mod fsutil;
 pub mod local;
 pub mod mcs;
 pub mod pki;
+pub mod runtime;
 pub mod telemetry;

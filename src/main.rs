@@ -63,6 +63,10 @@ enum LocalCommand {
         data_dir: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "ipv4")]
         ip_family: IpFamily,
+        /// Install the upstream MCS/about CRD files found in this directory instead of
+        /// the generated ones.
+        #[arg(long)]
+        upstream_crds: Option<PathBuf>,
     },
     /// Stop the clusterset running in DIR.
     Down {
@@ -91,6 +95,7 @@ async fn local(command: LocalCommand) -> anyhow::Result<()> {
             dir,
             data_dir,
             ip_family,
+            upstream_crds,
         } => {
             let started = std::time::Instant::now();
             let opts = UpOptions {
@@ -98,6 +103,7 @@ async fn local(command: LocalCommand) -> anyhow::Result<()> {
                 dir: dir.clone(),
                 data_dir,
                 ip_family,
+                upstream_crds,
             };
             let clusterset = LocalClusterset::up(&opts).await?;
             println!(

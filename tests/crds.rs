@@ -242,3 +242,30 @@ async fn a_service_export_needs_no_spec() {
     let export = api.get("web").await.unwrap();
     assert_eq!(export.spec, Default::default());
 }
+
+#[test]
+fn the_manifests_build_with_kustomize_and_install_every_crd() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let build = |dir: &str| {
+        let out = std::process::Command::new("kubectl")
+            .args(["kustomize", root.join(dir).to_str().unwrap()])
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl kustomize {dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let crds = build("manifests/crds");
+    for (name, _) in clusterset::api::crd_files() {
+        let crd = name.trim_end_matches(".yaml");
+        assert!(
+            crds.contains(&format!("name: {crd}\n")),
+            "manifests/crds misses {crd}"
+        );
+    }
+    assert!(build("manifests/hub").contains("name: clusterset:member-reader"));
+    assert!(build("manifests/member").contains("kind: Deployment"));
+}

@@ -19,6 +19,7 @@ fn options(dir: &Path, members: usize) -> UpOptions {
         dir: dir.to_path_buf(),
         data_dir: None,
         ip_family: IpFamily::Ipv4,
+        upstream_crds: None,
     }
 }
 

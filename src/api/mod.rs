@@ -3,6 +3,7 @@
 
 pub mod about;
 pub mod multicluster;
+pub mod records;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
@@ -13,6 +14,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         multicluster::service_export_crd(),
         multicluster::service_import_crd(),
     ];
+    crds.extend(records::crds());
     for crd in &mut crds {
         for version in &mut crd.spec.versions {
             if let Some(schema) = version
@@ -66,4 +68,9 @@ pub fn crd_files() -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The schema of a free-form object (kept as JSON, checked by whoever reads it).
+pub fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }

@@ -202,6 +202,28 @@ impl ApiServer {
         kube::Client::try_from(config).expect("a client for a known server always builds")
     }
 
+    /// A kube client authenticating as the ServiceAccount `ns/name`, which must exist
+    /// (without authentication, the administrator's).
+    pub fn service_account_client(&self, ns: &str, name: &str) -> anyhow::Result<kube::Client> {
+        let Some(auth) = &self.auth else {
+            return Ok(self.client());
+        };
+        let sa = self
+            .state
+            .store
+            .get(
+                &super::store::GroupResource::new("", "serviceaccounts"),
+                ns,
+                name,
+            )
+            .ok_or_else(|| anyhow::anyhow!("ServiceAccount {ns}/{name} does not exist"))?;
+        let uid = sa.value()["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        Ok(self.client_with_token(Some(&auth.service_account_token(ns, name, &uid))))
+    }
+
     /// The administrator's token, when the server authenticates.
     pub fn admin_token(&self) -> Option<String> {
         self.auth

@@ -4,6 +4,7 @@
 //! contract scripts rely on").
 
 mod control;
+pub mod controllers;
 mod plan;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ pub struct UpOptions {
     pub dir: PathBuf,
     pub data_dir: Option<PathBuf>,
     pub ip_family: IpFamily,
+    /// Install the MCS and about.k8s.io CRDs from these upstream files instead of the
+    /// generated ones (the controllers must work with either).
+    pub upstream_crds: Option<PathBuf>,
 }
 
 /// One running cluster of the local clusterset.
@@ -40,6 +44,7 @@ pub struct Cluster {
 pub struct LocalClusterset {
     pub dir: PathBuf,
     pub clusters: Vec<Cluster>,
+    pub controllers: Option<controllers::Controllers>,
     _lock: std::fs::File,
 }
 
@@ -63,18 +68,28 @@ impl LocalClusterset {
         let admin_token = pki::load_or_create_token(&pki_dir.join("admin.token"))?;
         let sa_key = pki::load_or_create_token(&pki_dir.join("service-account.key"))?;
         let plans = plan::plan(opts.members, opts.ip_family);
-        let starts = plans
-            .iter()
-            .map(|p| start_cluster(p, &ca, &admin_token, &sa_key, opts.data_dir.as_deref()));
+        let crds = plan::crds(opts.upstream_crds.as_deref())?;
+        let starts = plans.iter().map(|p| {
+            start_cluster(
+                p,
+                &ca,
+                &admin_token,
+                &sa_key,
+                opts.data_dir.as_deref(),
+                &crds,
+            )
+        });
         let servers = futures::future::try_join_all(starts).await?;
         let clusters: Vec<Cluster> = plans
             .into_iter()
             .zip(servers)
             .map(|(plan, server)| Cluster { plan, server })
             .collect();
+        let controllers = controllers::Controllers::start(&clusters).await?;
         let local = LocalClusterset {
             dir: opts.dir.clone(),
             clusters,
+            controllers: Some(controllers),
             _lock: lock,
         };
         local.write_files(&ca, &admin_token)?;
@@ -126,7 +141,9 @@ impl LocalClusterset {
         Ok(())
     }
 
-    pub async fn down(self) {
+    pub async fn down(mut self) {
+        // Controllers first, so none of them logs the servers going away.
+        drop(self.controllers.take());
         let stops = self.clusters.into_iter().map(|c| c.server.shutdown());
         futures::future::join_all(stops).await;
         // Nothing answers at these addresses any more.
@@ -165,6 +182,7 @@ async fn start_cluster(
     admin_token: &str,
     sa_key: &str,
     data_dir: Option<&Path>,
+    crds: &[serde_json::Value],
 ) -> anyhow::Result<ApiServer> {
     let pair = ca.issue_server(&p.name, &["127.0.0.1", "localhost", "::1"])?;
     let admin = UserInfo::new(
@@ -197,7 +215,8 @@ async fn start_cluster(
     let server = ApiServer::start(config)
         .await
         .with_context(|| format!("cannot start cluster {}", p.name))?;
-    plan::prepare(&server, p).with_context(|| format!("cannot prepare cluster {}", p.name))?;
+    plan::prepare(&server, p, crds)
+        .with_context(|| format!("cannot prepare cluster {}", p.name))?;
     if p.role == Role::Member {
         let nodes = SimConfig::default().nodes;
         wait_for_nodes(&server, nodes)

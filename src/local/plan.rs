@@ -1,5 +1,6 @@
 //! Which clusters a local clusterset has, and their address ranges and IDs.
 
+use anyhow::Context;
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
@@ -93,7 +94,7 @@ impl ClusterPlan {
 
 /// Installs the project's CRDs and, on members, the ClusterProperty holding the
 /// cluster ID. Idempotent, so a restart from a data directory finds them in place.
-pub fn prepare(server: &ApiServer, plan: &ClusterPlan) -> anyhow::Result<()> {
+pub fn prepare(server: &ApiServer, plan: &ClusterPlan, crds: &[Value]) -> anyhow::Result<()> {
     let state = &server.state;
     let crd_type = state
         .registry
@@ -103,11 +104,11 @@ pub fn prepare(server: &ApiServer, plan: &ClusterPlan) -> anyhow::Result<()> {
         manager: "clusterset-local".into(),
         ..Default::default()
     };
-    for crd in crate::api::crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        if state.store.get(&crd_type.gr(), "", &name).is_none() {
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+        if state.store.get(&crd_type.gr(), "", name).is_none() {
             state
-                .create(&crd_type, "", serde_json::to_value(&crd)?, &opts)
+                .create(&crd_type, "", crd.clone(), &opts)
                 .map_err(|e| anyhow::anyhow!("CRD {name}: {e}"))?;
         }
     }
@@ -133,6 +134,38 @@ pub fn prepare(server: &ApiServer, plan: &ClusterPlan) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cluster ID: {e}"))?;
     }
     Ok(())
+}
+
+/// The CRDs every cluster gets: the generated ones, or, with `upstream`, the upstream
+/// files there for every kind they define and the generated ones for the rest.
+pub fn crds(upstream: Option<&std::path::Path>) -> anyhow::Result<Vec<Value>> {
+    let mut crds: Vec<Value> = crate::api::crds()
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let Some(dir) = upstream else {
+        return Ok(crds);
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let crd: Value = serde::Deserialize::deserialize(doc)
+                .with_context(|| format!("{} is not YAML", file.display()))?;
+            if crd["kind"] != "CustomResourceDefinition" {
+                continue;
+            }
+            crds.retain(|c| c["metadata"]["name"] != crd["metadata"]["name"]);
+            crds.push(crd);
+        }
+    }
+    Ok(crds)
 }
 
 #[cfg(test)]

@@ -1,28 +1,98 @@
-//! The member agent's export reconciler, first part: every ServiceExport gets a
-//! `Valid` condition that follows its Service, and `Ready=False/Pending` until the
-//! hub has its data (the hub and the import side come next).
+//! The member agent: two reconcilers over one set of watch-fed caches.
+//!
+//! - Exports (keyed by `namespace/name` of a local ServiceExport): validate it
+//!   (`Valid`), report it with its endpoints as an ExportRecord in this cluster's hub
+//!   namespace (or delete the record), and copy the hub's verdicts back (`Ready`,
+//!   `Conflict`).
+//! - Imports (keyed by the hub's ImportRecords): in each local namespace that exists,
+//!   hold the ServiceImport, its derived Service and one set of EndpointSlices per
+//!   exporting cluster; remove them when the hub stops listing the service.
+//!
+//! Nothing is written before every cache has its first list, and the hub caches keep
+//! their contents while the hub is unreachable: an outage freezes imports, it never
+//! deletes them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::validate::validity;
-use crate::api::multicluster::ServiceExport;
+use super::conditions::{condition, unchanged};
+use super::endpoints::{self, is_imported};
+use super::hub::{endpoint_key, import_key, record_key, EXPORTED_AT};
+use super::imports::{derived_name, derived_service, owner, service_import, DERIVED_SERVICE};
+use super::merge::ImportType;
+use super::metrics::Metrics;
+use super::validate::{exported_service, validity};
+use crate::api::multicluster::{ServiceExport, ServiceImport};
+use crate::api::records::{
+    endpoint_record_name, hub_namespace, record_name, EndpointRecord, ExportRecord,
+    ExportRecordSpec, ImportRecord, SHARED_NAMESPACE,
+};
+use crate::runtime::{self, Cache, Queue, ServiceKey};
 
-/// The field manager the agent writes export status with.
+/// The field manager of everything the agent writes.
 pub const MANAGER: &str = "clusterset-agent";
 
-pub struct Context {
-    pub client: Client,
+pub struct Agent {
+    member: Client,
+    hub: Client,
+    cluster: String,
+    hub_namespace: String,
+    exports: Arc<Cache<ServiceExport>>,
+    services: Arc<Cache<Service>>,
+    slices: Arc<Cache<EndpointSlice>>,
+    namespaces: Arc<Cache<Namespace>>,
+    service_imports: Arc<Cache<ServiceImport>>,
+    records: Arc<Cache<ExportRecord>>,
+    import_records: Arc<Cache<ImportRecord>>,
+    endpoint_records: Arc<Cache<EndpointRecord>>,
+    export_queue: Arc<Queue<ServiceKey>>,
+    import_queue: Arc<Queue<ServiceKey>>,
+    pub metrics: Metrics,
+}
+
+fn own_key<K: kube::Resource>(obj: &K) -> Option<ServiceKey> {
+    Some(ServiceKey::new(
+        obj.meta().namespace.clone()?,
+        obj.meta().name.clone()?,
+    ))
+}
+
+/// A source slice counts for the Service it belongs to; an imported one for the
+/// multi-cluster service it was imported for.
+fn slice_key(slice: &EndpointSlice) -> Option<ServiceKey> {
+    let label = if is_imported(slice) {
+        endpoints::MCS_SERVICE_NAME
+    } else {
+        endpoints::SERVICE_NAME
+    };
+    Some(ServiceKey::new(
+        slice.metadata.namespace.clone()?,
+        endpoints::label(slice, label)?,
+    ))
+}
+
+fn no_key<K>(_: &K) -> Option<ServiceKey> {
+    None
+}
+
+/// The ServiceImport a derived Service was made for.
+fn derived_owner(svc: &Service) -> Option<ServiceKey> {
+    let owner = svc
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.kind == "ServiceImport")?;
+    Some(ServiceKey::new(
+        svc.metadata.namespace.clone()?,
+        &owner.name,
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,113 +101,625 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-/// Sets the export's conditions from its Service; writes only when they change.
-pub async fn reconcile(export: Arc<ServiceExport>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = export.namespace().unwrap_or_default();
-    let name = export.name_any();
-    let service = Api::<Service>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&name)
-        .await?;
-    let v = validity(&export, service.as_ref());
-    let existing = export
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let generation = export.metadata.generation;
-    let mut wanted = vec![condition(
-        &existing,
-        "Valid",
-        if v.valid { "True" } else { "False" },
-        v.reason,
-        &v.message,
-        generation,
-    )];
-    if !existing.iter().any(|c| c.type_ == "Ready") {
-        wanted.push(condition(
-            &existing,
-            "Ready",
-            "False",
-            "Pending",
-            "the export is not yet on the hub",
-            generation,
-        ));
+impl Agent {
+    pub fn new(member: Client, hub: Client, cluster: String, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Agent {
+            member,
+            hub,
+            hub_namespace: hub_namespace(&cluster),
+            cluster,
+            exports: Cache::new(own_key),
+            services: Cache::new(own_key),
+            slices: Cache::new(slice_key),
+            namespaces: Cache::new(no_key),
+            service_imports: Cache::new(own_key),
+            records: Cache::new(record_key),
+            import_records: Cache::new(import_key),
+            endpoint_records: Cache::new(endpoint_key),
+            export_queue: Queue::new(),
+            import_queue: Queue::new(),
+            metrics,
+        })
     }
-    let unchanged = wanted.iter().all(|w| existing.iter().any(|e| same(e, w)));
-    if !unchanged {
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn synced(&self) -> bool {
+        self.exports.is_synced()
+            && self.services.is_synced()
+            && self.slices.is_synced()
+            && self.namespaces.is_synced()
+            && self.service_imports.is_synced()
+            && self.records.is_synced()
+            && self.import_records.is_synced()
+            && self.endpoint_records.is_synced()
+    }
+
+    /// Ready once every cache, member and hub, has its first list.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.synced() {
+            Ok(())
+        } else {
+            Err(format!("agent {}: caches not synced yet", self.cluster))
+        }
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.export_queue.len() + self.import_queue.len()
+    }
+
+    /// Watches and reconciles until dropped.
+    pub async fn run(self: Arc<Self>, workers: usize) {
+        let watches = futures::future::join(self.clone().watch_member(), self.clone().watch_hub());
+        let this = self.clone();
+        let work = async move {
+            while !this.synced() {
+                // Each cache says when it is synced; wait for all of them in turn.
+                this.exports.wait_synced().await;
+                this.services.wait_synced().await;
+                this.slices.wait_synced().await;
+                this.namespaces.wait_synced().await;
+                this.service_imports.wait_synced().await;
+                this.records.wait_synced().await;
+                this.import_records.wait_synced().await;
+                this.endpoint_records.wait_synced().await;
+            }
+            tracing::info!(cluster = %this.cluster, "agent caches synced; reconciling");
+            let exports = {
+                let agent = this.clone();
+                this.export_queue
+                    .clone()
+                    .run(workers, move |key: ServiceKey| {
+                        let agent = agent.clone();
+                        async move {
+                            let result = agent.reconcile_export(&key).await;
+                            agent.metrics.reconciled("export", &key, &result);
+                            result
+                        }
+                    })
+            };
+            let imports = {
+                let agent = this.clone();
+                this.import_queue
+                    .clone()
+                    .run(workers, move |key: ServiceKey| {
+                        let agent = agent.clone();
+                        async move {
+                            let result = agent.reconcile_import(&key).await;
+                            agent.metrics.reconciled("import", &key, &result);
+                            result
+                        }
+                    })
+            };
+            futures::future::join(exports, imports).await;
+        };
+        tokio::select! {
+            _ = watches => {},
+            () = work => {},
+        }
+    }
+
+    async fn watch_member(self: Arc<Self>) {
+        let c = &self.member;
+        let all = watcher::Config::default();
+        let (eq, iq) = (&self.export_queue, &self.import_queue);
+        let services = {
+            let (eq, iq) = (eq.clone(), iq.clone());
+            move |svc: &Service| {
+                if let Some(k) = own_key(svc) {
+                    eq.add(k);
+                }
+                if let Some(k) = derived_owner(svc) {
+                    iq.add(k);
+                }
+            }
+        };
+        let slices = {
+            let (eq, iq) = (eq.clone(), iq.clone());
+            move |s: &EndpointSlice| {
+                if let Some(k) = slice_key(s) {
+                    if is_imported(s) {
+                        iq.add(k)
+                    } else {
+                        eq.add(k)
+                    }
+                }
+            }
+        };
+        let namespaces = {
+            let (iq, records) = (iq.clone(), self.import_records.clone());
+            move |ns: &Namespace| {
+                let name = ns.name_any();
+                for r in records.all().iter().filter(|r| r.spec.namespace == name) {
+                    iq.add(ServiceKey::new(&r.spec.namespace, &r.spec.service));
+                }
+            }
+        };
+        let imports = {
+            let (eq, iq) = (eq.clone(), iq.clone());
+            move |si: &ServiceImport| {
+                if let Some(k) = own_key(si) {
+                    eq.add(k.clone());
+                    iq.add(k);
+                }
+            }
+        };
+        futures::future::join5(
+            self.exports.clone().run(
+                "serviceexports",
+                Api::all(c.clone()),
+                all.clone(),
+                runtime::enqueue(eq, own_key),
+            ),
+            self.services
+                .clone()
+                .run("services", Api::all(c.clone()), all.clone(), services),
+            self.slices
+                .clone()
+                .run("endpointslices", Api::all(c.clone()), all.clone(), slices),
+            self.namespaces
+                .clone()
+                .run("namespaces", Api::all(c.clone()), all.clone(), namespaces),
+            self.service_imports
+                .clone()
+                .run("serviceimports", Api::all(c.clone()), all, imports),
+        )
+        .await;
+    }
+
+    async fn watch_hub(self: Arc<Self>) {
+        let h = &self.hub;
+        let all = watcher::Config::default();
+        let (eq, iq) = (&self.export_queue, &self.import_queue);
+        let import_records = {
+            let (eq, iq) = (eq.clone(), iq.clone());
+            move |r: &ImportRecord| {
+                if let Some(k) = import_key(r) {
+                    eq.add(k.clone());
+                    iq.add(k);
+                }
+            }
+        };
+        futures::future::join3(
+            self.records.clone().run(
+                "exportrecords",
+                Api::namespaced(h.clone(), &self.hub_namespace),
+                all.clone(),
+                runtime::enqueue(eq, record_key),
+            ),
+            self.import_records.clone().run(
+                "importrecords",
+                Api::namespaced(h.clone(), SHARED_NAMESPACE),
+                all.clone(),
+                import_records,
+            ),
+            self.endpoint_records.clone().run(
+                "endpointrecords",
+                Api::namespaced(h.clone(), SHARED_NAMESPACE),
+                all,
+                runtime::enqueue(iq, endpoint_key),
+            ),
+        )
+        .await;
+    }
+
+    // -----------------------------------------------------------------------
+    // Exports
+
+    async fn reconcile_export(&self, key: &ServiceKey) -> Result<(), Error> {
+        let name = record_name(&key.namespace, &key.name);
+        let record = self.records.get(&self.hub_namespace, &name);
+        let records: Api<ExportRecord> = Api::namespaced(self.hub.clone(), &self.hub_namespace);
+        let export = self
+            .exports
+            .get(&key.namespace, &key.name)
+            .filter(|e| e.metadata.deletion_timestamp.is_none());
+        let Some(export) = export else {
+            if record.is_some() {
+                runtime::delete(&records, &name).await?;
+            }
+            return Ok(());
+        };
+        let service = self.services.get(&key.namespace, &key.name);
+        let v = validity(&export, service.as_deref());
+        let existing = export
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let generation = export.metadata.generation;
+        let mut wanted = vec![condition(
+            &existing, "Valid", v.valid, v.reason, &v.message, generation,
+        )];
+        match service.as_deref().filter(|_| v.valid) {
+            Some(service) => {
+                let spec = ExportRecordSpec {
+                    cluster: self.cluster.clone(),
+                    namespace: key.namespace.clone(),
+                    service: key.name.clone(),
+                    created: export
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default(),
+                    exported: exported_service(&export, service),
+                    endpoints: endpoints::report(
+                        self.slices
+                            .by_key(key)
+                            .iter()
+                            .filter(|s| !is_imported(s))
+                            .map(|s| s.as_ref()),
+                    ),
+                };
+                if record.as_ref().is_none_or(|r| r.spec != spec) {
+                    let at = record
+                        .as_ref()
+                        .and_then(|r| r.annotations().get(EXPORTED_AT).cloned())
+                        .unwrap_or_else(now_micros);
+                    let object = json!({
+                        "apiVersion": "mcs.clusterset.io/v1alpha1", "kind": "ExportRecord",
+                        "metadata": {"name": name, "namespace": self.hub_namespace, "annotations": {EXPORTED_AT: at}},
+                        "spec": spec,
+                    });
+                    runtime::upsert(&records, record.as_deref(), object).await?;
+                }
+                wanted.extend(self.verdict(key, record.as_deref(), &existing, generation));
+            }
+            None => {
+                if record.is_some() {
+                    runtime::delete(&records, &name).await?;
+                }
+                let (reason, message) = if v.reason == "NoService" {
+                    ("Pending", format!("waiting for Service {}", key.name))
+                } else {
+                    ("Failed", format!("not exported: {}", v.message))
+                };
+                wanted.push(condition(
+                    &existing, "Ready", false, reason, &message, generation,
+                ));
+            }
+        }
+        self.metrics.exports.set(self.records.len() as i64);
+        if unchanged(&existing, &wanted, &["Valid", "Ready", "Conflict"]) {
+            return Ok(());
+        }
         let status = json!({
             "apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceExport",
             "status": {"conditions": wanted},
         });
-        Api::<ServiceExport>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&status),
-            )
+        let api: Api<ServiceExport> = Api::namespaced(self.member.clone(), &key.namespace);
+        match runtime::apply_status(&api, MANAGER, &key.name, &status).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            other => other.map(|_| ()).map_err(Error::from),
+        }
+    }
+
+    /// `Ready` and `Conflict` of a valid export, from what the hub made of its record.
+    fn verdict(
+        &self,
+        key: &ServiceKey,
+        record: Option<&ExportRecord>,
+        existing: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        generation: Option<i64>,
+    ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        let rejected = record.and_then(|r| r.status.as_ref()).and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Accepted" && c.status == "False")
+        });
+        if let Some(rejected) = rejected {
+            let message = format!("the hub rejected the export: {}", rejected.message);
+            return vec![condition(
+                existing, "Ready", false, "Failed", &message, generation,
+            )];
+        }
+        let decision = self
+            .import_records
+            .get(SHARED_NAMESPACE, &record_name(&key.namespace, &key.name));
+        let verdict = decision
+            .as_ref()
+            .and_then(|d| d.spec.verdicts.get(&self.cluster));
+        let imported_here = self
+            .service_imports
+            .get(&key.namespace, &key.name)
+            .is_some();
+        match (decision.as_ref(), verdict) {
+            (Some(d), Some(v)) if imported_here => {
+                let message = format!(
+                    "exported to the clusterset from {} cluster(s): {}",
+                    d.spec.clusters.len(),
+                    d.spec.clusters.join(", ")
+                );
+                vec![
+                    condition(existing, "Ready", true, "Exported", &message, generation),
+                    condition(
+                        existing, "Conflict", v.conflict, &v.reason, &v.message, generation,
+                    ),
+                ]
+            }
+            _ => vec![condition(
+                existing,
+                "Ready",
+                false,
+                "Pending",
+                "the export is not yet on the hub and imported",
+                generation,
+            )],
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Imports
+
+    async fn reconcile_import(&self, key: &ServiceKey) -> Result<(), Error> {
+        let decision = self
+            .import_records
+            .get(SHARED_NAMESPACE, &record_name(&key.namespace, &key.name));
+        let namespace_open = self
+            .namespaces
+            .get("", &key.namespace)
+            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
+        let local = self.service_imports.get(&key.namespace, &key.name);
+        let imports: Api<ServiceImport> = Api::namespaced(self.member.clone(), &key.namespace);
+        let Some(decision) = decision.filter(|_| namespace_open) else {
+            // Only what this agent made goes; the derived Service and slices follow
+            // through their owner reference.
+            if local
+                .as_ref()
+                .is_some_and(|l| l.annotations().contains_key(DERIVED_SERVICE))
+                && namespace_open
+            {
+                runtime::delete(&imports, &key.name).await?;
+            }
+            return Ok(());
+        };
+        let spec = &decision.spec;
+        let derived = derived_name(&key.namespace, &key.name);
+        let derived_svc = self.services.get(&key.namespace, &derived);
+        let ips = if !spec.ips.is_empty() {
+            spec.ips.clone()
+        } else {
+            cluster_ips(derived_svc.as_deref())
+        };
+        let desired = service_import(&key.namespace, &key.name, &spec.import, &ips);
+        let uid = match local.as_deref() {
+            Some(l) if import_matches(l, &desired) => l.uid().unwrap_or_default(),
+            _ => runtime::upsert(&imports, local.as_deref(), desired)
+                .await?
+                .uid()
+                .unwrap_or_default(),
+        };
+        let mut family_error = None;
+        let want_svc = derived_service(&key.namespace, &key.name, &spec.import, &uid);
+        let mut ips_now = ips.clone();
+        if derived_svc
+            .as_deref()
+            .is_none_or(|s| !derived_matches(s, &want_svc))
+        {
+            let services: Api<Service> = Api::namespaced(self.member.clone(), &key.namespace);
+            match runtime::apply(&services, MANAGER, &derived, &want_svc).await {
+                Ok(svc) if spec.ips.is_empty() => ips_now = cluster_ips(Some(&svc)),
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 422 => family_error = Some(s.message),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if ips_now != ips {
+            // The IPs land with the next pass, once the derived Service's event is in.
+            self.import_queue.add(key.clone());
+        }
+        self.sync_slices(key, &derived, &uid, &spec.clusters)
             .await?;
+        if local.is_none() {
+            self.observe_propagation(&decision);
+        }
+        // Ready only once the IPs are in the import's spec, not merely allocated.
+        let written_ips = if ips_now == ips { ips } else { Vec::new() };
+        self.import_status(
+            key,
+            local.as_deref(),
+            &spec.clusters,
+            &spec.import.type_,
+            &written_ips,
+            family_error,
+        )
+        .await?;
+        self.metrics.imports.set(self.service_imports.len() as i64);
+        Ok(())
     }
-    Ok(Action::await_change())
-}
 
-pub fn error_policy(_export: Arc<ServiceExport>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "export reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(1))
-}
+    /// One set of slices per exporting cluster; slices of clusters no longer listed go.
+    async fn sync_slices(
+        &self,
+        key: &ServiceKey,
+        derived: &str,
+        uid: &str,
+        clusters: &[String],
+    ) -> Result<(), Error> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.member.clone(), &key.namespace);
+        let mut wanted = Vec::new();
+        for cluster in clusters {
+            let name = endpoint_record_name(&key.namespace, &key.name, cluster);
+            if let Some(record) = self.endpoint_records.get(SHARED_NAMESPACE, &name) {
+                wanted.extend(endpoints::imported_slices(
+                    &key.name,
+                    derived,
+                    cluster,
+                    &record.spec.endpoints,
+                ));
+            }
+        }
+        let existing: Vec<Arc<EndpointSlice>> = self
+            .slices
+            .by_key(key)
+            .into_iter()
+            .filter(|s| is_imported(s))
+            .collect();
+        for mut slice in wanted.iter().cloned() {
+            let name = slice["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            slice["metadata"]["namespace"] = json!(key.namespace);
+            slice["metadata"]["ownerReferences"] = json!([owner(&key.name, uid)]);
+            let current = existing.iter().find(|s| s.name_any() == name);
+            if current.is_some_and(|c| slice_matches(c, &slice)) {
+                continue;
+            }
+            runtime::apply(&api, MANAGER, &name, &slice).await?;
+        }
+        for stale in &existing {
+            let name = stale.name_any();
+            if !wanted
+                .iter()
+                .any(|w| w["metadata"]["name"] == name.as_str())
+            {
+                runtime::delete(&api, &name).await?;
+            }
+        }
+        Ok(())
+    }
 
-/// A condition, keeping its lastTransitionTime when its status does not change.
-fn condition(
-    existing: &[Condition],
-    type_: &str,
-    status: &str,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Condition {
-    let since = existing
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: since,
-        observed_generation: generation,
+    async fn import_status(
+        &self,
+        key: &ServiceKey,
+        local: Option<&ServiceImport>,
+        clusters: &[String],
+        type_: &ImportType,
+        ips: &[String],
+        family_error: Option<String>,
+    ) -> Result<(), Error> {
+        let existing = local
+            .and_then(|l| l.status.as_ref())
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let ready = match (family_error, type_) {
+            (Some(error), _) => condition(
+                &existing,
+                "Ready",
+                false,
+                "IPFamilyNotSupported",
+                &error,
+                None,
+            ),
+            (None, ImportType::ClusterSetIP) if ips.is_empty() => condition(
+                &existing,
+                "Ready",
+                false,
+                "Pending",
+                "waiting for the derived Service's cluster IPs",
+                None,
+            ),
+            (None, _) => condition(
+                &existing,
+                "Ready",
+                true,
+                "Ready",
+                "imported from the clusterset",
+                None,
+            ),
+        };
+        let have_clusters: Vec<String> = local
+            .and_then(|l| l.status.as_ref())
+            .map(|s| s.clusters.iter().map(|c| c.cluster.clone()).collect())
+            .unwrap_or_default();
+        if have_clusters == clusters
+            && unchanged(&existing, std::slice::from_ref(&ready), &["Ready"])
+        {
+            return Ok(());
+        }
+        let status = json!({
+            "apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+            "status": {
+                "clusters": clusters.iter().map(|c| json!({"cluster": c})).collect::<Vec<_>>(),
+                "conditions": [ready],
+            },
+        });
+        let api: Api<ServiceImport> = Api::namespaced(self.member.clone(), &key.namespace);
+        match runtime::apply_status(&api, MANAGER, &key.name, &status).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            other => other.map(|_| ()).map_err(Error::from),
+        }
+    }
+
+    fn observe_propagation(&self, decision: &ImportRecord) {
+        let at = decision
+            .annotations()
+            .get(EXPORTED_AT)
+            .and_then(|a| a.parse::<jiff::Timestamp>().ok());
+        if let Some(at) = at {
+            let seconds = jiff::Timestamp::now().duration_since(at).as_secs_f64();
+            if seconds >= 0.0 {
+                self.metrics.propagation.observe(seconds);
+            }
+        }
     }
 }
 
-fn same(a: &Condition, b: &Condition) -> bool {
-    (
-        &a.type_,
-        &a.status,
-        &a.reason,
-        &a.message,
-        a.observed_generation,
-    ) == (
-        &b.type_,
-        &b.status,
-        &b.reason,
-        &b.message,
-        b.observed_generation,
-    )
+fn now_micros() -> String {
+    let now = jiff::Timestamp::now();
+    now.round(jiff::Unit::Microsecond)
+        .unwrap_or(now)
+        .to_string()
 }
 
-/// Runs the reconciler until the stream ends: exports are reconciled when they
-/// change and when the Service of the same name does.
-pub async fn run(client: Client) {
-    let exports = Api::<ServiceExport>::all(client.clone());
-    let services = Api::<Service>::all(client.clone());
-    Controller::new(exports, watcher::Config::default())
-        .watches(services, watcher::Config::default(), |svc| {
-            Some(
-                ObjectRef::<ServiceExport>::new(&svc.name_any())
-                    .within(&svc.namespace().unwrap_or_default()),
-            )
-        })
-        .run(reconcile, error_policy, Arc::new(Context { client }))
-        .for_each(|_| async {})
+/// The derived Service's cluster IPs, primary family first.
+fn cluster_ips(svc: Option<&Service>) -> Vec<String> {
+    svc.and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.cluster_ips.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|ip| ip != "None")
+        .collect()
+}
+
+/// Whether the stored import says what `desired` says (labels, annotations, spec).
+fn import_matches(existing: &ServiceImport, desired: &Value) -> bool {
+    let spec: Option<crate::api::multicluster::ServiceImportSpec> =
+        serde_json::from_value(desired["spec"].clone()).ok();
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(desired["metadata"]["labels"].clone()).unwrap_or_default();
+    let annotations: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(desired["metadata"]["annotations"].clone()).unwrap_or_default();
+    spec.as_ref() == Some(&existing.spec)
+        && existing.labels() == &labels
+        && existing.annotations() == &annotations
+}
+
+/// Whether the derived Service has the ports, families, headlessness and owner wanted.
+fn derived_matches(existing: &Service, desired: &Value) -> bool {
+    let Ok(want) = serde_json::from_value::<Service>(desired.clone()) else {
+        return false;
+    };
+    let (Some(have), Some(want_spec)) = (existing.spec.as_ref(), want.spec.as_ref()) else {
+        return false;
+    };
+    let headless =
+        |s: &k8s_openapi::api::core::v1::ServiceSpec| s.cluster_ip.as_deref() == Some("None");
+    have.ports == want_spec.ports
+        && have.ip_families == want_spec.ip_families
+        && headless(have) == headless(want_spec)
+        && have.session_affinity == want_spec.session_affinity
+        && existing.metadata.owner_references == want.metadata.owner_references
+}
+
+fn slice_matches(existing: &EndpointSlice, desired: &Value) -> bool {
+    let Ok(want) = serde_json::from_value::<EndpointSlice>(desired.clone()) else {
+        return false;
+    };
+    existing.address_type == want.address_type
+        && existing.endpoints == want.endpoints
+        && existing.ports == want.ports
+        && existing.metadata.labels == want.metadata.labels
+        && existing.metadata.owner_references == want.metadata.owner_references
+}
+
+/// Runs an agent for `cluster` until the returned future is dropped (tests and local up).
+pub async fn run(member: Client, hub: Client, cluster: String) {
+    Agent::new(member, hub, cluster, Metrics::new("agent"))
+        .run(8)
         .await;
 }

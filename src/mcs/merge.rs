@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Reason of the Conflict condition when nothing conflicts.
@@ -48,7 +49,7 @@ pub const CONFLICT_REASON_ORDER: [&str; 9] = [
 const MAX_MESSAGE_BYTES: usize = 32768;
 
 /// `ServiceImport.spec.type`. Variant names are the wire values, so no renaming.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImportType {
     ClusterSetIP,
     Headless,
@@ -65,7 +66,7 @@ impl ImportType {
 }
 
 /// A ServiceImport port: what a Service port keeps once exported (no targetPort).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,7 +79,7 @@ pub struct Port {
 }
 
 /// What one cluster's export says about its Service (only what the standard carries to the import).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportedService {
     #[serde(rename = "type")]
@@ -88,6 +89,7 @@ pub struct ExportedService {
     /// "None" or "ClientIP".
     pub session_affinity: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::any_object")]
     pub session_affinity_config: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_traffic_policy: Option<String>,
@@ -127,7 +129,7 @@ pub struct Decision {
 }
 
 /// The Conflict condition of one ServiceExport.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
     pub conflict: bool,

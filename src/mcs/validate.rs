@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Service;
 
 use super::merge::{ExportedService, ImportType, Port};
 use crate::api::multicluster::ServiceExport;
+use crate::api::records::{hub_namespace, record_name, ExportRecordSpec};
 
 /// The export's `Valid` condition: status, reason, message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,19 @@ pub struct Validity {
 /// False/InvalidServiceType for ExternalName.
 pub fn validity(export: &ServiceExport, service: Option<&Service>) -> Validity {
     let name = export.metadata.name.as_deref().unwrap_or_default();
+    if !is_dns_label(name) || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        // A Service name is a DNS-1035 label; this export can never match one, and
+        // its name could not become <name>.<ns>.svc.clusterset.local.
+        return Validity {
+            valid: false,
+            reason: "NoService",
+            message: format!(
+                "ServiceExport name {name:?} is not a valid Service name (a DNS-1035 label: \
+                 at most 63 lowercase letters, digits and '-', starting with a letter), so no \
+                 Service can be exported under it"
+            ),
+        };
+    }
     let Some(service) = service else {
         return Validity {
             valid: false,
@@ -86,6 +100,100 @@ pub fn exported_service(export: &ServiceExport, service: &Service) -> ExportedSe
     }
 }
 
+/// Whether a hub ExportRecord can be merged: it must sit in the namespace of the
+/// cluster it names, under the name of the service it describes, and say nothing a
+/// Service could not. Records are written by agents, but the hub trusts nothing it
+/// did not check: a bad record is rejected with the reason, never merged.
+pub fn check_record(namespace: &str, name: &str, spec: &ExportRecordSpec) -> Result<(), String> {
+    let home = hub_namespace(&spec.cluster);
+    if namespace != home {
+        return Err(format!(
+            "the record names cluster {:?}, whose records belong in namespace {home}, not {namespace}",
+            spec.cluster
+        ));
+    }
+    let want = record_name(&spec.namespace, &spec.service);
+    if name != want {
+        return Err(format!(
+            "a record of {}/{} must be named {want}",
+            spec.namespace, spec.service
+        ));
+    }
+    if !is_dns_label(&spec.namespace) || !is_dns_label(&spec.service) {
+        return Err(format!(
+            "{}/{} is not a namespace and Service name (DNS labels of at most 63 characters)",
+            spec.namespace, spec.service
+        ));
+    }
+    if spec.created.parse::<jiff::Timestamp>().is_err() {
+        return Err(format!(
+            "created {:?} is not an RFC 3339 time",
+            spec.created
+        ));
+    }
+    let service = &spec.exported;
+    for p in &service.ports {
+        if !matches!(p.protocol.as_str(), "TCP" | "UDP" | "SCTP") || !(1..=65535).contains(&p.port)
+        {
+            return Err(format!(
+                "port {} {} is not a valid Service port",
+                p.port, p.protocol
+            ));
+        }
+    }
+    let families = &service.ip_families;
+    if families.is_empty()
+        || families.len() > 2
+        || families.iter().any(|f| f != "IPv4" && f != "IPv6")
+        || (families.len() == 2 && families[0] == families[1])
+    {
+        return Err(format!(
+            "ipFamilies {families:?} must be one or two distinct of IPv4, IPv6"
+        ));
+    }
+    if !matches!(service.session_affinity.as_str(), "None" | "ClientIP") {
+        return Err(format!(
+            "sessionAffinity {:?} must be None or ClientIP",
+            service.session_affinity
+        ));
+    }
+    for group in &spec.endpoints {
+        let v6 = match group.address_type.as_str() {
+            "IPv4" => false,
+            "IPv6" => true,
+            other => {
+                return Err(format!(
+                    "endpoint addressType {other:?} must be IPv4 or IPv6"
+                ))
+            }
+        };
+        for address in group.endpoints.iter().flat_map(|e| &e.addresses) {
+            match address.parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.is_ipv6() == v6 => {}
+                _ => {
+                    return Err(format!(
+                        "endpoint address {address:?} is not an {} address",
+                        group.address_type
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An RFC 1123 label: what namespace names are (and Service names, more strictly).
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +214,10 @@ mod tests {
     fn export_validity_follows_the_service() {
         let e = export(json!({}));
         assert_eq!(validity(&e, None).reason, "NoService");
+        let long = export(json!({"metadata": {"name": "a".repeat(64)}}));
+        let v = validity(&long, Some(&service(json!({}))));
+        assert_eq!((v.valid, v.reason), (false, "NoService"));
+        assert!(v.message.contains("DNS-1035"), "{}", v.message);
         let external = service(json!({"type": "ExternalName", "externalName": "example.com"}));
         let v = validity(&e, Some(&external));
         assert!(!v.valid);

@@ -1,0 +1,91 @@
+//! The Prometheus metrics of the hub controller and the agent.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Hub: accepted export records; agent: this cluster's valid exports.
+    pub exports: IntGauge,
+    /// Hub: import decisions; agent: ServiceImports written in this cluster.
+    pub imports: IntGauge,
+    /// Services whose exports conflict, by standard reason (hub).
+    pub conflicts: IntGaugeVec,
+    /// Reconciles by controller and result (ok, error).
+    pub reconciles: IntCounterVec,
+    /// Seconds from an export reaching its agent to its ServiceImport being written in
+    /// a member (agent, import side).
+    pub propagation: Histogram,
+}
+
+impl Metrics {
+    pub fn new(role: &str) -> Self {
+        let registry = Registry::new_custom(Some("clusterset".into()), None).expect("valid prefix");
+        let exports =
+            IntGauge::new(format!("{role}_exports"), "Exports known").expect("valid metric");
+        let imports =
+            IntGauge::new(format!("{role}_imports"), "Imports known").expect("valid metric");
+        let conflicts = IntGaugeVec::new(
+            Opts::new(
+                format!("{role}_conflicts"),
+                "Services in conflict, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                format!("{role}_reconciles_total"),
+                "Reconciles by controller and result",
+            ),
+            &["controller", "result"],
+        )
+        .expect("valid metric");
+        let propagation = Histogram::with_opts(
+            HistogramOpts::new(
+                format!("{role}_propagation_seconds"),
+                "Export-to-import propagation latency",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(exports.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(imports.clone()),
+            Box::new(conflicts.clone()),
+            Box::new(reconciles.clone()),
+            Box::new(propagation.clone()),
+        ] {
+            registry.register(c).expect("registered once");
+        }
+        Metrics {
+            registry,
+            exports,
+            imports,
+            conflicts,
+            reconciles,
+            propagation,
+        }
+    }
+
+    /// Counts one reconcile's outcome.
+    pub fn reconciled<E: std::fmt::Display>(
+        &self,
+        controller: &str,
+        key: &dyn std::fmt::Display,
+        result: &Result<(), E>,
+    ) {
+        let outcome = match result {
+            Ok(()) => "ok",
+            Err(error) => {
+                tracing::warn!(controller, %key, %error, "reconcile failed; will retry");
+                "error"
+            }
+        };
+        self.reconciles
+            .with_label_values(&[controller, outcome])
+            .inc();
+    }
+}

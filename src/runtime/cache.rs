@@ -1,0 +1,287 @@
+//! In-memory caches fed by watches. Each object also sits in an index by the service
+//! it concerns ([`ServiceKey`]), so a reconciler finds "the slices of demo/web" without
+//! scanning. Every change is handed to a callback (which queues keys); after a relist,
+//! objects that vanished are handed over too, so deletions missed during a watch gap
+//! still reach the reconcilers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+/// The multi-cluster service an object is about: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// (namespace, name) of a cached object.
+type ObjectId = (String, String);
+
+pub struct Cache<K> {
+    inner: RwLock<Inner<K>>,
+    index: fn(&K) -> Option<ServiceKey>,
+    synced: watch::Sender<bool>,
+}
+
+struct Inner<K> {
+    objects: HashMap<ObjectId, Arc<K>>,
+    by_key: HashMap<ServiceKey, BTreeMap<ObjectId, Arc<K>>>,
+}
+
+impl<K> Inner<K> {
+    fn insert(
+        &mut self,
+        index: fn(&K) -> Option<ServiceKey>,
+        obj: Arc<K>,
+        id: ObjectId,
+    ) -> Option<Arc<K>> {
+        let old = self.objects.insert(id.clone(), obj.clone());
+        if let Some(old) = &old {
+            self.unindex(index, old, &id);
+        }
+        if let Some(key) = index(&obj) {
+            self.by_key.entry(key).or_default().insert(id, obj);
+        }
+        old
+    }
+
+    fn remove(&mut self, index: fn(&K) -> Option<ServiceKey>, id: &ObjectId) -> Option<Arc<K>> {
+        let old = self.objects.remove(id)?;
+        self.unindex(index, &old, id);
+        Some(old)
+    }
+
+    fn unindex(&mut self, index: fn(&K) -> Option<ServiceKey>, obj: &K, id: &ObjectId) {
+        if let Some(key) = index(obj) {
+            if let Some(set) = self.by_key.get_mut(&key) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    /// An empty cache indexing objects by `index`.
+    pub fn new(index: fn(&K) -> Option<ServiceKey>) -> Arc<Self> {
+        Arc::new(Cache {
+            inner: RwLock::new(Inner {
+                objects: HashMap::new(),
+                by_key: HashMap::new(),
+            }),
+            index,
+            synced: watch::channel(false).0,
+        })
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let inner = self.inner.read().expect("cache lock");
+        inner
+            .objects
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// The objects indexed under `key`, by namespace and name.
+    pub fn by_key(&self, key: &ServiceKey) -> Vec<Arc<K>> {
+        let inner = self.inner.read().expect("cache lock");
+        inner
+            .by_key
+            .get(key)
+            .map(|set| set.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn all(&self) -> Vec<Arc<K>> {
+        let inner = self.inner.read().expect("cache lock");
+        inner.objects.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().expect("cache lock").objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the first list has arrived.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Resolves once the first list has arrived.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Watches `api` into the cache for as long as the future runs, calling `changed`
+    /// with every object added, modified or deleted (old and new versions). Watch
+    /// errors are logged and retried with backoff; the cache keeps its contents
+    /// meanwhile, so an unreachable API server freezes it rather than emptying it.
+    pub async fn run(
+        self: Arc<Self>,
+        what: &'static str,
+        api: Api<K>,
+        config: watcher::Config,
+        changed: impl Fn(&K) + Send + Sync,
+    ) {
+        let mut relist: Option<HashMap<ObjectId, Arc<K>>> = None;
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut failing = false;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => {
+                    if failing {
+                        tracing::info!(what, "watch restored");
+                        failing = false;
+                    }
+                    event
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(what, %error, "watch failed; retrying with backoff, cache kept as it is");
+                        failing = true;
+                    }
+                    continue;
+                }
+            };
+            match event {
+                Event::Init => relist = Some(HashMap::new()),
+                Event::InitApply(obj) => {
+                    if let Some(buffer) = relist.as_mut() {
+                        buffer.insert(id_of(&obj), Arc::new(obj));
+                    }
+                }
+                Event::InitDone => {
+                    let fresh = relist.take().unwrap_or_default();
+                    let old = self.replace(fresh);
+                    for obj in old.iter().chain(self.all().iter()) {
+                        changed(obj);
+                    }
+                    self.synced.send_replace(true);
+                }
+                Event::Apply(obj) => {
+                    let obj = Arc::new(obj);
+                    let old = {
+                        let mut inner = self.inner.write().expect("cache lock");
+                        inner.insert(self.index, obj.clone(), id_of(obj.as_ref()))
+                    };
+                    if let Some(old) = old {
+                        changed(&old);
+                    }
+                    changed(&obj);
+                }
+                Event::Delete(obj) => {
+                    {
+                        let mut inner = self.inner.write().expect("cache lock");
+                        inner.remove(self.index, &id_of(&obj));
+                    }
+                    changed(&obj);
+                }
+            }
+        }
+    }
+
+    /// Swaps in a fresh list; returns the objects that are not in it any more.
+    fn replace(&self, fresh: HashMap<ObjectId, Arc<K>>) -> Vec<Arc<K>> {
+        let mut inner = self.inner.write().expect("cache lock");
+        let old = std::mem::take(&mut inner.objects);
+        inner.by_key.clear();
+        for (id, obj) in fresh {
+            inner.insert(self.index, obj, id);
+        }
+        old.into_iter()
+            .filter(|(id, _)| !inner.objects.contains_key(id))
+            .map(|(_, obj)| obj)
+            .collect()
+    }
+}
+
+fn id_of<K: Resource>(obj: &K) -> ObjectId {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(ns: &str, name: &str, svc: &str) -> Arc<ConfigMap> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({"metadata": {"namespace": ns, "name": name, "labels": {"svc": svc}}}))
+                .unwrap(),
+        )
+    }
+
+    fn by_label(c: &ConfigMap) -> Option<ServiceKey> {
+        Some(ServiceKey::new(c.namespace()?, c.labels().get("svc")?))
+    }
+
+    #[test]
+    fn the_index_follows_inserts_moves_and_relists() {
+        let cache = Cache::<ConfigMap>::new(by_label);
+        let web = ServiceKey::new("demo", "web");
+        let api = ServiceKey::new("demo", "api");
+        {
+            let mut inner = cache.inner.write().unwrap();
+            inner.insert(
+                by_label,
+                cm("demo", "a", "web"),
+                ("demo".into(), "a".into()),
+            );
+            inner.insert(
+                by_label,
+                cm("demo", "b", "web"),
+                ("demo".into(), "b".into()),
+            );
+            // A label change moves the object to another key.
+            inner.insert(
+                by_label,
+                cm("demo", "b", "api"),
+                ("demo".into(), "b".into()),
+            );
+        }
+        assert_eq!(cache.by_key(&web).len(), 1);
+        assert_eq!(cache.by_key(&api).len(), 1);
+        let fresh = HashMap::from([(
+            ("demo".to_string(), "b".to_string()),
+            cm("demo", "b", "api"),
+        )]);
+        let gone = cache.replace(fresh);
+        assert_eq!(gone.len(), 1, "the relist reports what vanished");
+        assert_eq!(gone[0].name_any(), "a");
+        assert!(cache.by_key(&web).is_empty());
+        assert!(cache.get("demo", "b").is_some());
+    }
+}

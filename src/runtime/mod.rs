@@ -1,0 +1,98 @@
+//! What every controller role shares: watch-fed caches, a coalescing work queue, and
+//! the HTTP endpoints a long-running role serves (`/metrics`, `/healthz`, `/readyz`).
+
+pub mod cache;
+pub mod probes;
+pub mod queue;
+
+pub use cache::{Cache, ServiceKey};
+pub use queue::Queue;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+
+/// Server-side applies `object` (which names itself) as `manager`, taking over any
+/// field another manager held: controllers own what they write outright.
+pub async fn apply<K>(
+    api: &Api<K>,
+    manager: &str,
+    name: &str,
+    object: &serde_json::Value,
+) -> kube::Result<K>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(object),
+    )
+    .await
+}
+
+/// Server-side applies the status subresource.
+pub async fn apply_status<K>(
+    api: &Api<K>,
+    manager: &str,
+    name: &str,
+    object: &serde_json::Value,
+) -> kube::Result<K>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_status(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(object),
+    )
+    .await
+}
+
+/// Deletes `name`; one already gone counts as deleted.
+pub async fn delete<K>(api: &Api<K>, name: &str) -> kube::Result<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A change callback for [`Cache::run`] that queues the key `key` gives an object.
+pub fn enqueue<K: 'static>(
+    queue: &std::sync::Arc<Queue<ServiceKey>>,
+    key: fn(&K) -> Option<ServiceKey>,
+) -> impl Fn(&K) + Send + Sync + 'static {
+    let queue = queue.clone();
+    move |obj| {
+        if let Some(k) = key(obj) {
+            queue.add(k);
+        }
+    }
+}
+
+/// Writes `object` whole: creates it, or replaces `existing` (the cached version, so a
+/// concurrent change fails with 409 and the reconcile retries on fresh data). For
+/// objects one controller owns outright: unlike an apply, a replace leaves nothing of
+/// the previous version behind (an apply that drops every field of a nested object
+/// keeps the emptied object).
+pub async fn upsert<K>(
+    api: &Api<K>,
+    existing: Option<&K>,
+    mut object: serde_json::Value,
+) -> kube::Result<K>
+where
+    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let Some(existing) = existing else {
+        let typed: K = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
+        return api.create(&kube::api::PostParams::default(), &typed).await;
+    };
+    let name = existing.meta().name.clone().unwrap_or_default();
+    object["metadata"]["resourceVersion"] = serde_json::json!(existing.meta().resource_version);
+    let typed: K = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
+    api.replace(&name, &kube::api::PostParams::default(), &typed)
+        .await
+}
