@@ -7,5 +7,6 @@ pub mod fsutil;
 pub mod local;
 pub mod mcs;
 pub mod pki;
+pub mod roles;
 pub mod runtime;
 pub mod telemetry;

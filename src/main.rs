@@ -24,6 +24,37 @@ enum Command {
         #[command(subcommand)]
         command: LocalCommand,
     },
+    /// The hub controller: merges every member's exports into imports.
+    Hub {
+        #[command(flatten)]
+        hub: HubAccess,
+        #[command(flatten)]
+        probes: Probes,
+        /// Hand out one clusterset-wide VIP per family to each ClusterSetIP import
+        /// from these CIDRs (one per family); without it each member uses its derived
+        /// Service's IPs.
+        #[arg(long = "clusterset-ip-cidr")]
+        clusterset_ip_cidrs: Vec<ipnet::IpNet>,
+        /// Also run the agent for every member whose kubeconfig is in a Secret of
+        /// clusterset-system labelled mcs.clusterset.io/member-kubeconfig.
+        #[arg(long)]
+        push: bool,
+    },
+    /// The member agent: reports this cluster's exports to the hub and materialises imports.
+    Agent {
+        /// The member cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long)]
+        context: Option<String>,
+        #[command(flatten)]
+        hub: HubAccess,
+        /// The member's cluster ID (default: its ClusterProperty cluster.clusterset.k8s.io).
+        #[arg(long)]
+        cluster_id: Option<String>,
+        #[command(flatten)]
+        probes: Probes,
+    },
     /// Write the CRD YAML generated from the API types into a directory.
     Crds {
         #[arg(long, default_value = "crds")]
@@ -47,6 +78,34 @@ enum Command {
         #[arg(long, default_value = "clusterset")]
         name: String,
     },
+}
+
+#[derive(clap::Args)]
+struct HubAccess {
+    /// The hub cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long)]
+    hub_kubeconfig: Option<PathBuf>,
+    #[arg(long)]
+    hub_context: Option<String>,
+}
+
+impl HubAccess {
+    fn access(self) -> clusterset::roles::ClusterAccess {
+        clusterset::roles::ClusterAccess {
+            kubeconfig: self.hub_kubeconfig,
+            context: self.hub_context,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct Probes {
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    probe_listen: SocketAddr,
+    /// Reconciles that may run at once.
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
 }
 
 #[derive(Subcommand)]
@@ -162,6 +221,40 @@ async fn main() {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Local { command } => local(command).await,
+        Command::Hub {
+            hub,
+            probes,
+            clusterset_ip_cidrs,
+            push,
+        } => {
+            clusterset::roles::run_hub(clusterset::roles::HubOptions {
+                hub: hub.access(),
+                probe_listen: probes.probe_listen,
+                workers: probes.workers,
+                clusterset_ip_cidrs,
+                push,
+            })
+            .await
+        }
+        Command::Agent {
+            kubeconfig,
+            context,
+            hub,
+            cluster_id,
+            probes,
+        } => {
+            clusterset::roles::run_agent(clusterset::roles::AgentOptions {
+                member: clusterset::roles::ClusterAccess {
+                    kubeconfig,
+                    context,
+                },
+                hub: hub.access(),
+                cluster_id,
+                probe_listen: probes.probe_listen,
+                workers: probes.workers,
+            })
+            .await
+        }
         Command::Crds { out } => {
             std::fs::create_dir_all(&out)?;
             for (name, yaml) in clusterset::api::crd_files() {

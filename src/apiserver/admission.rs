@@ -21,7 +21,7 @@ pub fn admit(
         ("", "Namespace") => default_namespace(obj),
         ("", "Service") => admit_service(&mut alloc.lock().unwrap(), rt, old, obj)?,
         ("", "Pod") => default_pod(obj, old.is_none()),
-        ("", "Secret") if obj["type"].is_null() => obj["type"] = json!("Opaque"),
+        ("", "Secret") => default_secret(obj),
         ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") => admit_workload(rt, obj)?,
         _ => {}
     }
@@ -96,6 +96,26 @@ fn items_mut<'a>(v: &'a mut Value, field: &str) -> impl Iterator<Item = &'a mut 
         .and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
+}
+
+/// `stringData` is write-only: kube-apiserver folds it into `data` (base64, winning
+/// over a `data` key of the same name) and never stores it.
+fn default_secret(obj: &mut Value) {
+    use base64::Engine;
+    if obj["type"].is_null() {
+        obj["type"] = json!("Opaque");
+    }
+    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        obj["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
 }
 
 fn default_namespace(obj: &mut Value) {
@@ -476,4 +496,21 @@ fn assign_node_ports(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let mut secret = json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "two", "c": "three"}});
+        default_secret(&mut secret);
+        assert!(secret.get("stringData").is_none(), "never stored");
+        assert_eq!(
+            secret["data"],
+            json!({"a": "eA==", "b": "dHdv", "c": "dGhyZWU="})
+        );
+        assert_eq!(secret["type"], "Opaque");
+    }
 }

@@ -95,12 +95,6 @@ fn derived_owner(svc: &Service) -> Option<ServiceKey> {
     ))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("kube API: {0}")]
-    Kube(#[from] kube::Error),
-}
-
 impl Agent {
     pub fn new(member: Client, hub: Client, cluster: String, metrics: Metrics) -> Arc<Self> {
         Arc::new(Agent {
@@ -308,7 +302,7 @@ impl Agent {
     // -----------------------------------------------------------------------
     // Exports
 
-    async fn reconcile_export(&self, key: &ServiceKey) -> Result<(), Error> {
+    async fn reconcile_export(&self, key: &ServiceKey) -> Result<(), kube::Error> {
         let name = record_name(&key.namespace, &key.name);
         let record = self.records.get(&self.hub_namespace, &name);
         let records: Api<ExportRecord> = Api::namespaced(self.hub.clone(), &self.hub_namespace);
@@ -393,7 +387,7 @@ impl Agent {
         let api: Api<ServiceExport> = Api::namespaced(self.member.clone(), &key.namespace);
         match runtime::apply_status(&api, MANAGER, &key.name, &status).await {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other.map(|_| ()).map_err(Error::from),
+            other => other.map(|_| ()),
         }
     }
 
@@ -454,7 +448,7 @@ impl Agent {
     // -----------------------------------------------------------------------
     // Imports
 
-    async fn reconcile_import(&self, key: &ServiceKey) -> Result<(), Error> {
+    async fn reconcile_import(&self, key: &ServiceKey) -> Result<(), kube::Error> {
         let decision = self
             .import_records
             .get(SHARED_NAMESPACE, &record_name(&key.namespace, &key.name));
@@ -504,7 +498,7 @@ impl Agent {
                 Ok(svc) if spec.ips.is_empty() => ips_now = cluster_ips(Some(&svc)),
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 422 => family_error = Some(s.message),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         if ips_now != ips {
@@ -538,7 +532,7 @@ impl Agent {
         derived: &str,
         uid: &str,
         clusters: &[String],
-    ) -> Result<(), Error> {
+    ) -> Result<(), kube::Error> {
         let api: Api<EndpointSlice> = Api::namespaced(self.member.clone(), &key.namespace);
         let mut wanted = Vec::new();
         for cluster in clusters {
@@ -591,7 +585,7 @@ impl Agent {
         type_: &ImportType,
         ips: &[String],
         family_error: Option<String>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), kube::Error> {
         let existing = local
             .and_then(|l| l.status.as_ref())
             .map(|s| s.conditions.clone())
@@ -641,7 +635,7 @@ impl Agent {
         let api: Api<ServiceImport> = Api::namespaced(self.member.clone(), &key.namespace);
         match runtime::apply_status(&api, MANAGER, &key.name, &status).await {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other.map(|_| ()).map_err(Error::from),
+            other => other.map(|_| ()),
         }
     }
 

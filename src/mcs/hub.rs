@@ -16,6 +16,7 @@ use super::conditions::{condition, unchanged};
 use super::merge::{self, ExportRecord as MergeInput};
 use super::metrics::Metrics;
 use super::validate::check_record;
+use super::vips::ClustersetIps;
 use crate::api::records::{
     endpoint_record_name, record_name, EndpointRecord, EndpointRecordSpec, ExportRecord,
     ImportRecord, ImportRecordSpec, SHARED_NAMESPACE,
@@ -37,6 +38,8 @@ pub struct Hub {
     pub metrics: Metrics,
     /// The conflict reasons each service currently counts under, for the gauge.
     conflicts: Mutex<HashMap<ServiceKey, Vec<String>>>,
+    /// Clusterset-wide VIPs, when the hub hands them out.
+    vips: Option<Mutex<ClustersetIps>>,
 }
 
 pub(crate) fn record_key(r: &ExportRecord) -> Option<ServiceKey> {
@@ -59,7 +62,19 @@ impl Hub {
             queue: Queue::new(),
             metrics,
             conflicts: Mutex::new(HashMap::new()),
+            vips: None,
         })
+    }
+
+    /// A hub that gives every ClusterSetIP import one VIP per family from `cidrs`.
+    pub fn with_clusterset_ips(
+        client: Client,
+        metrics: Metrics,
+        cidrs: &[ipnet::IpNet],
+    ) -> Arc<Self> {
+        let mut hub = Arc::into_inner(Hub::new(client, metrics)).expect("just made");
+        hub.vips = (!cidrs.is_empty()).then(|| Mutex::new(ClustersetIps::new(cidrs)));
+        Arc::new(hub)
     }
 
     /// Ready once every cache has its first list.
@@ -105,6 +120,14 @@ impl Hub {
             this.records.wait_synced().await;
             this.imports.wait_synced().await;
             this.endpoints.wait_synced().await;
+            if let Some(vips) = &this.vips {
+                let mut vips = vips.lock().expect("vips lock");
+                for import in this.imports.all() {
+                    if let Some(key) = import_key(&import) {
+                        vips.restore(&key, &import.spec.ips);
+                    }
+                }
+            }
             tracing::info!("hub caches synced; reconciling");
             let hub = this.clone();
             this.queue
@@ -186,16 +209,14 @@ impl Hub {
         }
         let name = record_name(&key.namespace, &key.name);
         let existing = self.imports.get(SHARED_NAMESPACE, &name);
+        let ips = self.clusterset_ips(key, &decision.import);
         let spec = ImportRecordSpec {
             namespace: key.namespace.clone(),
             service: key.name.clone(),
             import: decision.import,
             clusters: decision.clusters,
             verdicts: decision.verdicts,
-            ips: existing
-                .as_ref()
-                .map(|e| e.spec.ips.clone())
-                .unwrap_or_default(),
+            ips,
         };
         let exported_at = accepted
             .iter()
@@ -219,6 +240,22 @@ impl Hub {
         Ok(())
     }
 
+    /// The import's VIPs: none unless the hub hands them out and the import is ClusterSetIP.
+    fn clusterset_ips(&self, key: &ServiceKey, import: &merge::ExportedService) -> Vec<String> {
+        let Some(vips) = &self.vips else {
+            return Vec::new();
+        };
+        let mut vips = vips.lock().expect("vips lock");
+        if import.type_ != merge::ImportType::ClusterSetIP {
+            vips.release(key);
+            return Vec::new();
+        }
+        vips.assign(key, &import.ip_families).unwrap_or_else(|why| {
+            tracing::warn!(%key, %why, "no clusterset VIP; members use their derived Services' IPs");
+            Vec::new()
+        })
+    }
+
     /// No export is left: the import and every cluster's endpoints go.
     async fn withdraw(&self, key: &ServiceKey) -> Result<(), kube::Error> {
         let shared_endpoints: Api<EndpointRecord> =
@@ -232,6 +269,9 @@ impl Hub {
                 &stale.name_any(),
             )
             .await?;
+        }
+        if let Some(vips) = &self.vips {
+            vips.lock().expect("vips lock").release(key);
         }
         Ok(())
     }

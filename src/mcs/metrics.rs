@@ -71,14 +71,19 @@ impl Metrics {
     }
 
     /// Counts one reconcile's outcome.
-    pub fn reconciled<E: std::fmt::Display>(
+    pub fn reconciled(
         &self,
         controller: &str,
         key: &dyn std::fmt::Display,
-        result: &Result<(), E>,
+        result: &Result<(), kube::Error>,
     ) {
         let outcome = match result {
             Ok(()) => "ok",
+            // The cache was behind a write of our own: the retry reads the newer version.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tracing::debug!(controller, %key, message = %s.message, "conflict; will retry");
+                "conflict"
+            }
             Err(error) => {
                 tracing::warn!(controller, %key, %error, "reconcile failed; will retry");
                 "error"

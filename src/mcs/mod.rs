@@ -9,3 +9,4 @@ pub mod imports;
 pub mod merge;
 pub mod metrics;
 pub mod validate;
+pub mod vips;

@@ -141,6 +141,19 @@ pub fn check_record(namespace: &str, name: &str, spec: &ExportRecordSpec) -> Res
             ));
         }
     }
+    let mut names = std::collections::BTreeSet::new();
+    let mut numbers = std::collections::BTreeSet::new();
+    for p in &service.ports {
+        if !names.insert(p.name.clone().unwrap_or_default()) {
+            return Err(format!(
+                "port name {:?} is used twice",
+                p.name.clone().unwrap_or_default()
+            ));
+        }
+        if !numbers.insert((p.protocol.clone(), p.port)) {
+            return Err(format!("port {}/{} is listed twice", p.port, p.protocol));
+        }
+    }
     let families = &service.ip_families;
     if families.is_empty()
         || families.len() > 2
@@ -256,5 +269,86 @@ mod tests {
         assert_eq!(headless.type_, ImportType::Headless);
         assert_eq!(headless.ports[0].protocol, "TCP");
         assert!(headless.labels.is_empty());
+    }
+
+    fn record(extra: serde_json::Value) -> ExportRecordSpec {
+        let mut v = json!({"cluster": "east", "namespace": "demo", "service": "web", "created": "2026-01-01T00:00:00Z",
+            "exported": {"type": "ClusterSetIP", "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+                         "ports": [{"name": "http", "protocol": "TCP", "port": 80}]},
+            "endpoints": [{"addressType": "IPv4", "endpoints": [{"addresses": ["10.1.0.2"]}]}]});
+        json_patch::merge(&mut v, &extra);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn hub_records_are_checked_before_merging() {
+        let ok = record(json!({}));
+        assert_eq!(check_record("clusterset-east", "demo.web", &ok), Ok(()));
+        let cases = [
+            (
+                "clusterset-west",
+                "demo.web",
+                json!({}),
+                "belong in namespace clusterset-east",
+            ),
+            (
+                "clusterset-east",
+                "demo.api",
+                json!({}),
+                "must be named demo.web",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"created": "yesterday"}),
+                "not an RFC 3339 time",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"exported": {"ports": [{"name": "a", "protocol": "TCP", "port": 70000}]}}),
+                "not a valid Service port",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"exported": {"ports": [{"name": "a", "protocol": "TCP", "port": 80}, {"name": "a", "protocol": "UDP", "port": 53}]}}),
+                "used twice",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"exported": {"ports": [{"name": "a", "protocol": "TCP", "port": 80}, {"name": "b", "protocol": "TCP", "port": 80}]}}),
+                "listed twice",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"exported": {"ipFamilies": ["IPv4", "IPv4"]}}),
+                "distinct",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"exported": {"sessionAffinity": "Sticky"}}),
+                "None or ClientIP",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"endpoints": [{"addressType": "IPv6", "endpoints": [{"addresses": ["10.1.0.2"]}]}]}),
+                "not an IPv6 address",
+            ),
+            (
+                "clusterset-east",
+                "demo.web",
+                json!({"endpoints": [{"addressType": "FQDN", "endpoints": []}]}),
+                "must be IPv4 or IPv6",
+            ),
+        ];
+        for (ns, name, extra, needle) in cases {
+            let err = check_record(ns, name, &record(extra.clone())).unwrap_err();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
     }
 }

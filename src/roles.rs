@@ -1,0 +1,289 @@
+//! `clusterset hub` and `clusterset agent` as processes for real clusters: clients
+//! from kubeconfigs (or in-cluster config), the controller, `/metrics`, `/healthz` and
+//! `/readyz`, and a clean stop on SIGTERM or SIGINT.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::api::about::{ClusterProperty, CLUSTER_ID};
+use crate::mcs::agent::Agent;
+use crate::mcs::hub::Hub;
+use crate::mcs::metrics::Metrics;
+use crate::runtime::probes;
+
+/// Where a role finds a cluster: a kubeconfig file and context, or (neither given)
+/// `KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterAccess {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl ClusterAccess {
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+            None => kube::Config::infer().await?,
+        };
+        Ok(Client::try_from(config)?)
+    }
+}
+
+pub struct HubOptions {
+    pub hub: ClusterAccess,
+    pub probe_listen: SocketAddr,
+    pub workers: usize,
+    pub clusterset_ip_cidrs: Vec<ipnet::IpNet>,
+    /// Also run the agent for every member whose kubeconfig is in a Secret of
+    /// [`PUSH_NAMESPACE`] labelled [`PUSH_LABEL`].
+    pub push: bool,
+}
+
+pub struct AgentOptions {
+    pub member: ClusterAccess,
+    pub hub: ClusterAccess,
+    /// The member's cluster ID; read from its ClusterProperty when not given.
+    pub cluster_id: Option<String>,
+    pub probe_listen: SocketAddr,
+    pub workers: usize,
+}
+
+/// Where push-mode member kubeconfigs live on the hub.
+pub const PUSH_NAMESPACE: &str = "clusterset-system";
+/// The label that marks a Secret as a push-mode member (its `kubeconfig` key holds
+/// the member's kubeconfig).
+pub const PUSH_LABEL: &str = "mcs.clusterset.io/member-kubeconfig";
+
+/// Runs the hub controller until a signal arrives.
+pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
+    let client = opts.hub.client().await.context("hub cluster")?;
+    let hub = Hub::with_clusterset_ips(
+        client.clone(),
+        Metrics::new("hub"),
+        &opts.clusterset_ip_cidrs,
+    );
+    let push = opts.push.then(|| Arc::new(Push::new(client, opts.workers)));
+    let ready: probes::Readiness = {
+        let (hub, push) = (hub.clone(), push.clone());
+        Arc::new(move || {
+            hub.readiness()?;
+            push.as_ref().map_or(Ok(()), |p| p.readiness())
+        })
+    };
+    let registry = hub.metrics.registry.clone();
+    serve_until_signal(opts.probe_listen, registry, ready, async move {
+        let hub_task = hub.run(opts.workers);
+        match push {
+            Some(push) => {
+                futures::future::join(hub_task, push.run()).await;
+            }
+            None => hub_task.await,
+        }
+    })
+    .await
+}
+
+/// Runs one member's agent until a signal arrives.
+pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
+    let member = opts.member.client().await.context("member cluster")?;
+    let hub = opts.hub.client().await.context("hub cluster")?;
+    let cluster = match opts.cluster_id {
+        Some(id) => id,
+        None => cluster_id(&member).await?,
+    };
+    tracing::info!(%cluster, "agent starting");
+    let agent = Agent::new(member, hub, cluster, Metrics::new("agent"));
+    let ready: probes::Readiness = {
+        let agent = agent.clone();
+        Arc::new(move || agent.readiness())
+    };
+    let registry = agent.metrics.registry.clone();
+    serve_until_signal(opts.probe_listen, registry, ready, agent.run(opts.workers)).await
+}
+
+/// The cluster ID from the member's ClusterProperty `cluster.clusterset.k8s.io`.
+pub async fn cluster_id(member: &Client) -> anyhow::Result<String> {
+    let property = Api::<ClusterProperty>::all(member.clone())
+        .get_opt(CLUSTER_ID)
+        .await
+        .context("cannot read the cluster's ClusterProperty")?;
+    property.map(|p| p.spec.value).with_context(|| {
+        format!("the cluster has no ClusterProperty {CLUSTER_ID}: create it with the cluster's ID, or pass --cluster-id")
+    })
+}
+
+/// Serves the probes and runs `work` until SIGTERM/SIGINT (or until `work` ends).
+async fn serve_until_signal(
+    listen: SocketAddr,
+    registry: prometheus::Registry,
+    ready: probes::Readiness,
+    work: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let (addr, probes) = probes::serve(listen, registry, ready, shutdown)
+        .await
+        .with_context(|| format!("cannot serve probes on {listen}"))?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    tokio::select! {
+        () = work => tracing::warn!("controller stopped on its own"),
+        () = crate::telemetry::shutdown_signal() => {},
+    }
+    let _ = stop.send(true);
+    let _ = probes.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Push mode: the hub runs one agent per member kubeconfig Secret, each writing with
+/// the hub's own identity (bind `clusterset:hub-push` from manifests/hub-push).
+struct Push {
+    hub: Client,
+    workers: usize,
+    agents: std::sync::Mutex<HashMap<String, RunningAgent>>,
+    synced: std::sync::atomic::AtomicBool,
+}
+
+struct RunningAgent {
+    kubeconfig: Vec<u8>,
+    agent: Arc<Agent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Push {
+    fn new(hub: Client, workers: usize) -> Self {
+        Push {
+            hub,
+            workers,
+            agents: std::sync::Mutex::new(HashMap::new()),
+            synced: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        if !self.synced.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("push mode: member Secrets not listed yet".into());
+        }
+        let agents = self.agents.lock().expect("agents lock");
+        agents.values().try_for_each(|a| a.agent.readiness())
+    }
+
+    /// Follows the member Secrets: an agent starts for each, restarts when its
+    /// kubeconfig changes, and stops when the Secret goes.
+    async fn run(self: Arc<Self>) {
+        let secrets: Api<Secret> = Api::namespaced(self.hub.clone(), PUSH_NAMESPACE);
+        let config = watcher::Config::default().labels(PUSH_LABEL);
+        let mut events = watcher::watcher(secrets, config).boxed();
+        let mut listing: Option<Vec<String>> = None;
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Init) => listing = Some(Vec::new()),
+                Ok(watcher::Event::InitApply(secret)) => {
+                    listing.get_or_insert_with(Vec::new).push(secret.name_any());
+                    self.start(&secret).await;
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let present = listing.take().unwrap_or_default();
+                    self.agents
+                        .lock()
+                        .expect("agents lock")
+                        .retain(|name, _| present.contains(name));
+                    self.synced.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(watcher::Event::Apply(secret)) => self.start(&secret).await,
+                Ok(watcher::Event::Delete(secret)) => {
+                    tracing::info!(secret = %secret.name_any(), "push mode: member removed");
+                    self.agents
+                        .lock()
+                        .expect("agents lock")
+                        .remove(&secret.name_any());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "push mode: watching member Secrets failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn start(&self, secret: &Secret) {
+        let name = secret.name_any();
+        let kubeconfig = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("kubeconfig"))
+            .map(|b| b.0.clone())
+            .unwrap_or_default();
+        if self
+            .agents
+            .lock()
+            .expect("agents lock")
+            .get(&name)
+            .is_some_and(|a| a.kubeconfig == kubeconfig)
+        {
+            return;
+        }
+        match self.member_agent(&kubeconfig).await {
+            Ok(agent) => {
+                tracing::info!(secret = %name, cluster = %agent.cluster(), "push mode: agent started");
+                let task = tokio::spawn(agent.clone().run(self.workers));
+                let running = RunningAgent {
+                    kubeconfig,
+                    agent,
+                    task,
+                };
+                self.agents
+                    .lock()
+                    .expect("agents lock")
+                    .insert(name, running);
+            }
+            Err(error) => {
+                tracing::warn!(secret = %name, error = format!("{error:#}"), "push mode: cannot run the member's agent");
+            }
+        }
+    }
+
+    async fn member_agent(&self, kubeconfig: &[u8]) -> anyhow::Result<Arc<Agent>> {
+        let text = std::str::from_utf8(kubeconfig).context("the kubeconfig is not UTF-8")?;
+        let kubeconfig = Kubeconfig::from_yaml(text)
+            .context("the Secret's kubeconfig key is not a kubeconfig")?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let member = Client::try_from(config)?;
+        let cluster = cluster_id(&member).await?;
+        Ok(Agent::new(
+            member,
+            self.hub.clone(),
+            cluster,
+            Metrics::new("agent"),
+        ))
+    }
+}

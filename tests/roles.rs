@@ -1,0 +1,299 @@
+//! `clusterset hub` and `clusterset agent` as the processes a real deployment runs:
+//! kubeconfig flags, pull and push mode, the clusterset-wide VIP option, probes and
+//! metrics, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clusterset::api::multicluster::ServiceImport;
+use clusterset::apiserver::SimConfig;
+use common::{eventually, TestServer};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn create(client: &kube::Client, object: serde_json::Value) {
+    let obj: kube::api::DynamicObject = serde_json::from_value(object.clone()).unwrap();
+    let gvk = kube::api::GroupVersionKind::try_from(obj.types.as_ref().unwrap()).unwrap();
+    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
+    let api: Api<kube::api::DynamicObject> = match (caps.scope, obj.metadata.namespace.as_deref()) {
+        (kube::discovery::Scope::Namespaced, Some(ns)) => {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+        _ => Api::all_with(client.clone(), &ar),
+    };
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+async fn cluster(sim: bool) -> TestServer {
+    let t = if sim {
+        TestServer::simulated(SimConfig::default()).await
+    } else {
+        TestServer::start().await
+    };
+    for crd in clusterset::api::crds() {
+        create(&t.client, serde_json::to_value(crd).unwrap()).await;
+    }
+    t
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Role(Child);
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn spawn(args: &[&str]) -> Role {
+    let child = Command::new(env!("CARGO_BIN_EXE_clusterset"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Role(child)
+}
+
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// Sends SIGTERM and waits for a clean exit; returns what the role logged.
+async fn terminate(mut role: Role) -> String {
+    let pid = role.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = eventually("the role to exit after SIGTERM", WAIT, || {
+        let s = role.0.try_wait().unwrap();
+        async move { s }
+    })
+    .await;
+    let mut log = String::new();
+    std::io::Read::read_to_string(role.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "exit {status:?}: {log}");
+    log
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_and_agents_as_processes_pull_and_push() {
+    let hub = cluster(false).await;
+    let east = cluster(true).await;
+    let west = cluster(true).await;
+    for ns in ["clusterset-imports", "clusterset-system", "clusterset-east"] {
+        create(
+            &hub.client,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await;
+    }
+    create(
+        &hub.client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "clusterset-west"}}),
+    )
+    .await;
+    // west is a push-mode member: its ID comes from its ClusterProperty, its kubeconfig from a Secret.
+    create(
+        &west.client,
+        json!({"apiVersion": "about.k8s.io/v1beta1", "kind": "ClusterProperty",
+        "metadata": {"name": "cluster.clusterset.k8s.io"}, "spec": {"value": "west"}}),
+    )
+    .await;
+    create(&hub.client, json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "west", "namespace": "clusterset-system", "labels": {"mcs.clusterset.io/member-kubeconfig": "true"}},
+        "stringData": {"kubeconfig": west.server.kubeconfig_yaml("west")}})).await;
+    for c in [&east, &west] {
+        create(
+            &c.client,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}),
+        )
+        .await;
+    }
+
+    let (hub_port, agent_port) = (free_port(), free_port());
+    let hub_kc = hub.kubeconfig();
+    let hub_role = spawn(&[
+        "hub",
+        "--hub-kubeconfig",
+        hub_kc.to_str().unwrap(),
+        "--push",
+        "--clusterset-ip-cidr",
+        "10.250.0.0/24",
+        "--probe-listen",
+        &format!("127.0.0.1:{hub_port}"),
+    ]);
+    let agent_role = spawn(&[
+        "agent",
+        "--kubeconfig",
+        east.kubeconfig().to_str().unwrap(),
+        "--cluster-id",
+        "east",
+        "--hub-kubeconfig",
+        hub_kc.to_str().unwrap(),
+        "--probe-listen",
+        &format!("127.0.0.1:{agent_port}"),
+    ]);
+    for port in [hub_port, agent_port] {
+        eventually("the role to report ready", WAIT, || async move {
+            get(port, "/readyz").await.filter(|(code, _)| *code == 200)
+        })
+        .await;
+        assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
+    }
+
+    // A user exports web in east with kubectl.
+    east.kubectl_ok(&[
+        "-n",
+        "demo",
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    east.kubectl_ok(&["-n", "demo", "expose", "deployment", "web", "--port=80"]);
+    let export = r#"{"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceExport", "metadata": {"name": "web", "namespace": "demo"}}"#;
+    let out = east.apply_yaml(export, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Both members import it with the hub's clusterset-wide VIP.
+    for (name, member) in [("east", &east), ("west", &west)] {
+        let imports: Api<ServiceImport> = Api::namespaced(member.client.clone(), "demo");
+        let import = eventually(&format!("{name} imports web with its VIP"), WAIT, || {
+            let imports = imports.clone();
+            async move {
+                imports.get_opt("web").await.unwrap().filter(|i| {
+                    let ready = i
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+                    ready.is_some_and(|c| c.status == "True")
+                })
+            }
+        })
+        .await;
+        assert_eq!(
+            import.spec.ips,
+            vec!["10.250.0.2"],
+            "one VIP for the whole clusterset"
+        );
+        let clusters: Vec<String> = import
+            .status
+            .unwrap()
+            .clusters
+            .into_iter()
+            .map(|c| c.cluster)
+            .collect();
+        assert_eq!(clusters, vec!["east"]);
+        // The derived Service still exists for local routing.
+        let derived = clusterset::mcs::imports::derived_name("demo", "web");
+        assert!(Api::<Service>::namespaced(member.client.clone(), "demo")
+            .get_opt(&derived)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    let got = east.kubectl_ok(&[
+        "-n",
+        "demo",
+        "get",
+        "serviceexport",
+        "web",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+    ]);
+    assert_eq!(got, "Exported");
+
+    let (_, hub_metrics) = get(hub_port, "/metrics").await.unwrap();
+    assert!(
+        hub_metrics.contains("clusterset_hub_imports 1"),
+        "{hub_metrics}"
+    );
+    assert!(
+        hub_metrics.contains("clusterset_hub_reconciles_total{controller=\"hub\",result=\"ok\"}"),
+        "{hub_metrics}"
+    );
+    let (_, agent_metrics) = get(agent_port, "/metrics").await.unwrap();
+    assert!(
+        agent_metrics.contains("clusterset_agent_exports 1"),
+        "{agent_metrics}"
+    );
+    assert!(
+        agent_metrics.contains("clusterset_agent_propagation_seconds_count 1"),
+        "{agent_metrics}"
+    );
+
+    // Unexport: the VIP goes back and the imports go everywhere.
+    east.kubectl_ok(&["-n", "demo", "delete", "serviceexport", "web"]);
+    for member in [&east, &west] {
+        let imports: Api<ServiceImport> = Api::namespaced(member.client.clone(), "demo");
+        eventually("the import to go", WAIT, || {
+            let imports = imports.clone();
+            async move {
+                imports
+                    .get_opt("web")
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
+    let log = terminate(agent_role).await;
+    assert!(
+        log.contains("SIGTERM received") && log.contains("stopped"),
+        "{log}"
+    );
+    let log = terminate(hub_role).await;
+    assert!(log.contains("push mode: agent started"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_without_a_cluster_id_says_what_is_missing() {
+    let hub = cluster(false).await;
+    let member = cluster(false).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_clusterset"))
+        .args([
+            "agent",
+            "--kubeconfig",
+            member.kubeconfig().to_str().unwrap(),
+            "--hub-kubeconfig",
+            hub.kubeconfig().to_str().unwrap(),
+            "--probe-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no ClusterProperty cluster.clusterset.k8s.io"),
+        "{stderr}"
+    );
+}
