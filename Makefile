@@ -20,6 +20,7 @@ fmt:
 bench:
 	$(CARGO) build --locked --release
 	$(CARGO) run --locked --release --example apiserver_bench
+	$(CARGO) run --locked --release --example mcs_bench
 
 # kubectl is the reference client the tests drive; fail early and clearly without it.
 deps:

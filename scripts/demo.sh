@@ -25,6 +25,20 @@ k --context member-1 scale deployment web --replicas=3
 k --context member-1 rollout status deployment/web --timeout=30s
 k --context member-1 get pods -o wide
 k --context member-1 get endpointslices -l kubernetes.io/service-name=web
+# Multi-cluster services: export web from member-1, consume it in member-2 and member-3.
+k --context member-1 apply -f examples/export-web.yaml
+for ctx in member-2 member-3; do
+  k --context "$ctx" wait serviceimport/web --for=jsonpath='{.status.conditions[?(@.type=="Ready")].status}'=True --timeout=30s
+done
+k --context member-1 get serviceexport web -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}){"\n"}{end}'
+k --context member-2 get serviceimport web
+k --context member-3 get endpointslices -l multicluster.kubernetes.io/service-name=web -o wide
+k --context member-1 apply -f examples/headless-db.yaml
+k --context member-2 wait serviceimport/db --for=jsonpath='{.spec.type}'=Headless --timeout=30s
+k --context member-2 get endpointslices -l multicluster.kubernetes.io/service-name=db -o jsonpath='{range .items[*].endpoints[*]}{.hostname} {.addresses[0]}{"\n"}{end}'
+k --context hub get exportrecords,importrecords -A
+k --context member-1 delete serviceexport web
+k --context member-2 wait serviceimport/web --for=delete --timeout=30s
 echo "+ clusterset local member stop member-2"; $bin local member stop member-2 --dir "$dir"
 $bin local status --dir "$dir"
 echo "+ clusterset local member start member-2"; $bin local member start member-2 --dir "$dir"

@@ -297,3 +297,93 @@ async fn an_agent_without_a_cluster_id_says_what_is_missing() {
         "{stderr}"
     );
 }
+
+/// An IPv4-only member cannot give an IPv6-only import a ClusterSetIP: its import
+/// says so (`Ready=False/IPFamilyNotSupported`) while the IPv6 member's is Ready.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_of_a_family_the_member_lacks_is_not_ready() {
+    use clusterset::mcs::{agent::Agent, hub::Hub, metrics::Metrics};
+    let hub = cluster(false).await;
+    let six = TestServer::with_config(clusterset::apiserver::Config {
+        service_cidrs: vec!["fd00:100::/112".parse().unwrap()],
+        simulate: Some(SimConfig {
+            pod_cidrs: vec!["fd00:10::/64".parse().unwrap()],
+            ..SimConfig::default()
+        }),
+        ..clusterset::apiserver::Config::default()
+    })
+    .await;
+    for crd in clusterset::api::crds() {
+        create(&six.client, serde_json::to_value(crd).unwrap()).await;
+    }
+    let four = cluster(true).await;
+    for ns in ["clusterset-imports", "clusterset-six", "clusterset-four"] {
+        create(
+            &hub.client,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await;
+    }
+    let tasks = [
+        tokio::spawn(Hub::new(hub.client.clone(), Metrics::new("hub")).run(2)),
+        tokio::spawn(
+            Agent::new(
+                six.client.clone(),
+                hub.client.clone(),
+                "six".into(),
+                Metrics::new("agent"),
+            )
+            .run(2),
+        ),
+        tokio::spawn(
+            Agent::new(
+                four.client.clone(),
+                hub.client.clone(),
+                "four".into(),
+                Metrics::new("agent"),
+            )
+            .run(2),
+        ),
+    ];
+    for c in [&six, &four] {
+        create(
+            &c.client,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}),
+        )
+        .await;
+    }
+    create(&six.client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "demo"},
+        "spec": {"ports": [{"port": 80}]}})).await;
+    create(
+        &six.client,
+        json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceExport",
+        "metadata": {"name": "web", "namespace": "demo"}}),
+    )
+    .await;
+    for (member, status, reason) in [
+        (&six, "True", "Ready"),
+        (&four, "False", "IPFamilyNotSupported"),
+    ] {
+        let imports: Api<ServiceImport> = Api::namespaced(member.client.clone(), "demo");
+        let message = eventually(&format!("import Ready={status}/{reason}"), WAIT, || {
+            let imports = imports.clone();
+            async move {
+                let i = imports.get_opt("web").await.unwrap()?;
+                let c = i
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (c.status == status && c.reason == reason).then_some(c.message)
+            }
+        })
+        .await;
+        if reason == "IPFamilyNotSupported" {
+            assert!(message.contains("IPv6"), "{message}");
+            let import = imports.get("web").await.unwrap();
+            assert_eq!(import.spec.ip_families, vec!["IPv6"]);
+            assert!(import.spec.ips.is_empty());
+        }
+    }
+    tasks.iter().for_each(|t| t.abort());
+}

@@ -312,7 +312,9 @@ impl Agent {
             .filter(|e| e.metadata.deletion_timestamp.is_none());
         let Some(export) = export else {
             if record.is_some() {
-                runtime::delete(&records, &name).await?;
+                self.records
+                    .delete(&records, &self.hub_namespace, &name)
+                    .await?;
             }
             return Ok(());
         };
@@ -358,13 +360,17 @@ impl Agent {
                         "metadata": {"name": name, "namespace": self.hub_namespace, "annotations": {EXPORTED_AT: at}},
                         "spec": spec,
                     });
-                    runtime::upsert(&records, record.as_deref(), object).await?;
+                    self.records
+                        .upsert(&records, record.as_deref(), object)
+                        .await?;
                 }
                 wanted.extend(self.verdict(key, record.as_deref(), &existing, generation));
             }
             None => {
                 if record.is_some() {
-                    runtime::delete(&records, &name).await?;
+                    self.records
+                        .delete(&records, &self.hub_namespace, &name)
+                        .await?;
                 }
                 let (reason, message) = if v.reason == "NoService" {
                     ("Pending", format!("waiting for Service {}", key.name))
@@ -385,7 +391,11 @@ impl Agent {
             "status": {"conditions": wanted},
         });
         let api: Api<ServiceExport> = Api::namespaced(self.member.clone(), &key.namespace);
-        match runtime::apply_status(&api, MANAGER, &key.name, &status).await {
+        match self
+            .exports
+            .apply_status(&api, MANAGER, &key.name, &status)
+            .await
+        {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             other => other.map(|_| ()),
         }
@@ -466,7 +476,9 @@ impl Agent {
                 .is_some_and(|l| l.annotations().contains_key(DERIVED_SERVICE))
                 && namespace_open
             {
-                runtime::delete(&imports, &key.name).await?;
+                self.service_imports
+                    .delete(&imports, &key.namespace, &key.name)
+                    .await?;
             }
             return Ok(());
         };
@@ -481,7 +493,9 @@ impl Agent {
         let desired = service_import(&key.namespace, &key.name, &spec.import, &ips);
         let uid = match local.as_deref() {
             Some(l) if import_matches(l, &desired) => l.uid().unwrap_or_default(),
-            _ => runtime::upsert(&imports, local.as_deref(), desired)
+            _ => self
+                .service_imports
+                .upsert(&imports, local.as_deref(), desired)
                 .await?
                 .uid()
                 .unwrap_or_default(),
@@ -494,30 +508,44 @@ impl Agent {
             .is_none_or(|s| !derived_matches(s, &want_svc))
         {
             let services: Api<Service> = Api::namespaced(self.member.clone(), &key.namespace);
-            match runtime::apply(&services, MANAGER, &derived, &want_svc).await {
+            // Creating is cheaper than applying; an existing one is applied so that the
+            // cluster IPs the API server allocated stay as they are.
+            let written = match derived_svc.as_deref() {
+                None => {
+                    self.services
+                        .upsert(&services, None, want_svc.clone())
+                        .await
+                }
+                Some(_) => {
+                    self.services
+                        .apply(&services, MANAGER, &derived, &want_svc)
+                        .await
+                }
+            };
+            match written {
                 Ok(svc) if spec.ips.is_empty() => ips_now = cluster_ips(Some(&svc)),
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 422 => family_error = Some(s.message),
                 Err(e) => return Err(e),
             }
         }
-        if ips_now != ips {
-            // The IPs land with the next pass, once the derived Service's event is in.
-            self.import_queue.add(key.clone());
-        }
         self.sync_slices(key, &derived, &uid, &spec.clusters)
             .await?;
         if local.is_none() {
             self.observe_propagation(&decision);
         }
-        // Ready only once the IPs are in the import's spec, not merely allocated.
-        let written_ips = if ips_now == ips { ips } else { Vec::new() };
+        if ips_now != ips {
+            // The IPs land with the next pass (the derived Service is cached by now);
+            // the status waits for them, so it is written once, Ready.
+            self.import_queue.add(key.clone());
+            return Ok(());
+        }
         self.import_status(
             key,
             local.as_deref(),
             &spec.clusters,
             &spec.import.type_,
-            &written_ips,
+            &ips,
             family_error,
         )
         .await?;
@@ -563,7 +591,9 @@ impl Agent {
             if current.is_some_and(|c| slice_matches(c, &slice)) {
                 continue;
             }
-            runtime::apply(&api, MANAGER, &name, &slice).await?;
+            self.slices
+                .upsert(&api, current.map(|c| c.as_ref()), slice)
+                .await?;
         }
         for stale in &existing {
             let name = stale.name_any();
@@ -571,7 +601,7 @@ impl Agent {
                 .iter()
                 .any(|w| w["metadata"]["name"] == name.as_str())
             {
-                runtime::delete(&api, &name).await?;
+                self.slices.delete(&api, &key.namespace, &name).await?;
             }
         }
         Ok(())
@@ -633,7 +663,11 @@ impl Agent {
             },
         });
         let api: Api<ServiceImport> = Api::namespaced(self.member.clone(), &key.namespace);
-        match runtime::apply_status(&api, MANAGER, &key.name, &status).await {
+        match self
+            .service_imports
+            .apply_status(&api, MANAGER, &key.name, &status)
+            .await
+        {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             other => other.map(|_| ()),
         }

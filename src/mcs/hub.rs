@@ -200,11 +200,15 @@ impl Hub {
                 "metadata": {"name": name, "namespace": SHARED_NAMESPACE},
                 "spec": spec,
             });
-            runtime::upsert(&shared_endpoints, current.as_deref(), object).await?;
+            self.endpoints
+                .upsert(&shared_endpoints, current.as_deref(), object)
+                .await?;
         }
         for stale in self.endpoints.by_key(key) {
             if !clusters.contains(stale.spec.cluster.as_str()) {
-                runtime::delete(&shared_endpoints, &stale.name_any()).await?;
+                self.endpoints
+                    .delete(&shared_endpoints, SHARED_NAMESPACE, &stale.name_any())
+                    .await?;
             }
         }
         let name = record_name(&key.namespace, &key.name);
@@ -236,7 +240,9 @@ impl Hub {
             "spec": spec,
         });
         let api = Api::<ImportRecord>::namespaced(self.client.clone(), SHARED_NAMESPACE);
-        runtime::upsert(&api, existing.as_deref(), object).await?;
+        self.imports
+            .upsert(&api, existing.as_deref(), object)
+            .await?;
         Ok(())
     }
 
@@ -261,14 +267,18 @@ impl Hub {
         let shared_endpoints: Api<EndpointRecord> =
             Api::namespaced(self.client.clone(), SHARED_NAMESPACE);
         for stale in self.endpoints.by_key(key) {
-            runtime::delete(&shared_endpoints, &stale.name_any()).await?;
+            self.endpoints
+                .delete(&shared_endpoints, SHARED_NAMESPACE, &stale.name_any())
+                .await?;
         }
         for stale in self.imports.by_key(key) {
-            runtime::delete(
-                &Api::<ImportRecord>::namespaced(self.client.clone(), SHARED_NAMESPACE),
-                &stale.name_any(),
-            )
-            .await?;
+            self.imports
+                .delete(
+                    &Api::<ImportRecord>::namespaced(self.client.clone(), SHARED_NAMESPACE),
+                    SHARED_NAMESPACE,
+                    &stale.name_any(),
+                )
+                .await?;
         }
         if let Some(vips) = &self.vips {
             vips.lock().expect("vips lock").release(key);
@@ -317,7 +327,11 @@ impl Hub {
         });
         let api: Api<ExportRecord> =
             Api::namespaced(self.client.clone(), &record.namespace().unwrap_or_default());
-        match runtime::apply_status(&api, MANAGER, &record.name_any(), &status).await {
+        match self
+            .records
+            .apply_status(&api, MANAGER, &record.name_any(), &status)
+            .await
+        {
             // Deleted meanwhile: its deletion brings the key back.
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             other => other.map(|_| ()),

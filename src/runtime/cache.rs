@@ -193,9 +193,8 @@ where
                 }
                 Event::Apply(obj) => {
                     let obj = Arc::new(obj);
-                    let old = {
-                        let mut inner = self.inner.write().expect("cache lock");
-                        inner.insert(self.index, obj.clone(), id_of(obj.as_ref()))
+                    let Some(old) = self.insert_newer(obj.clone()) else {
+                        continue; // what we wrote ourselves is already newer
                     };
                     if let Some(old) = old {
                         changed(&old);
@@ -211,6 +210,41 @@ where
                 }
             }
         }
+    }
+
+    /// Puts an object this controller has just written into the cache ahead of its
+    /// watch event (client-go's mutation cache), so the next reconcile of the key reads
+    /// what was written instead of retrying against a stale version.
+    pub fn remember(&self, obj: K) {
+        self.insert_newer(Arc::new(obj));
+    }
+
+    /// Drops an object this controller has just deleted, ahead of its watch event.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut inner = self.inner.write().expect("cache lock");
+        inner.remove(self.index, &(namespace.to_string(), name.to_string()));
+    }
+
+    /// Inserts `obj` unless the cache holds a newer version (resourceVersions compared
+    /// as numbers when both are, as every API server this runs against issues them);
+    /// returns None when it was not inserted, else the version it replaced.
+    fn insert_newer(&self, obj: Arc<K>) -> Option<Option<Arc<K>>> {
+        let id = id_of(obj.as_ref());
+        let mut inner = self.inner.write().expect("cache lock");
+        if let Some(current) = inner.objects.get(&id) {
+            let version = |o: &K| {
+                o.meta()
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            if let (Some(have), Some(new)) = (version(current), version(&obj)) {
+                if have > new {
+                    return None;
+                }
+            }
+        }
+        Some(inner.insert(self.index, obj, id))
     }
 
     /// Swaps in a fresh list; returns the objects that are not in it any more.
@@ -230,6 +264,62 @@ where
 
 fn id_of<K: Resource>(obj: &K) -> ObjectId {
     (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Writes that also update the cache at once (see [`Cache::remember`]).
+impl<K> Cache<K>
+where
+    K: Resource
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default,
+{
+    pub async fn upsert(
+        &self,
+        api: &Api<K>,
+        existing: Option<&K>,
+        object: serde_json::Value,
+    ) -> kube::Result<K> {
+        let written = super::upsert(api, existing, object).await?;
+        self.remember(written.clone());
+        Ok(written)
+    }
+
+    pub async fn apply(
+        &self,
+        api: &Api<K>,
+        manager: &str,
+        name: &str,
+        object: &serde_json::Value,
+    ) -> kube::Result<K> {
+        let written = super::apply(api, manager, name, object).await?;
+        self.remember(written.clone());
+        Ok(written)
+    }
+
+    pub async fn apply_status(
+        &self,
+        api: &Api<K>,
+        manager: &str,
+        name: &str,
+        object: &serde_json::Value,
+    ) -> kube::Result<K> {
+        let written = super::apply_status(api, manager, name, object).await?;
+        self.remember(written.clone());
+        Ok(written)
+    }
+
+    /// Deletes `namespace/name` (the namespace `api` is scoped to).
+    pub async fn delete(&self, api: &Api<K>, namespace: &str, name: &str) -> kube::Result<()> {
+        super::delete(api, name).await?;
+        self.forget(namespace, name);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub(crate) struct EndpointSliceController {
     services: Objects,
     pods: Objects,
     slices: Objects,
+    /// The names of this controller's slices, by Service: a Service's sync must not
+    /// scan every slice of its namespace (imported ones included).
+    slices_of: BTreeMap<ObjectKey, std::collections::BTreeSet<String>>,
     /// Known nodes and their zones: pods on unknown nodes are left out.
     nodes: BTreeMap<String, Option<String>>,
     queue: Queue<ObjectKey>,
@@ -53,11 +56,21 @@ impl Follower for EndpointSliceController {
                 let Some(change) = self.slices.apply(namespace, kind, object) else {
                     return;
                 };
-                let new = self.slices.get(&change.key);
-                for slice in [change.old.as_ref(), new].into_iter().flatten() {
-                    if let Some(service) = managed_slice_of(slice) {
-                        self.queue.add((namespace.to_string(), service.to_string()));
+                let name = change.key.1.clone();
+                if let Some(service) = change.old.as_ref().and_then(managed_slice_of) {
+                    let key = (namespace.to_string(), service.to_string());
+                    if let Some(names) = self.slices_of.get_mut(&key) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            self.slices_of.remove(&key);
+                        }
                     }
+                    self.queue.add(key);
+                }
+                if let Some(service) = self.slices.get(&change.key).and_then(managed_slice_of) {
+                    let key = (namespace.to_string(), service.to_string());
+                    self.slices_of.entry(key.clone()).or_default().insert(name);
+                    self.queue.add(key);
                 }
             }
             ("", "nodes") => self.observe_node(kind, object),
@@ -132,9 +145,11 @@ impl EndpointSliceController {
             return false;
         };
         let existing: Vec<&Value> = self
-            .slices
-            .in_namespace(&key.0)
-            .filter(|s| managed_slice_of(s) == Some(key.1.as_str()))
+            .slices_of
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.slices.get(&(key.0.clone(), name.clone())))
             .collect();
         let selector = meta::map_selector(&svc["spec"]["selector"])
             .filter(|_| svc["spec"]["type"] != "ExternalName");
