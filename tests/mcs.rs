@@ -480,8 +480,68 @@ async fn validation_type_mapping_and_bad_names() {
         .export_condition("member-1", "demo", &long, "Valid", "False", "NoService")
         .await;
     assert!(message.contains("DNS-1035"), "{message}");
+    // A Service with duplicate or invalid ports never gets in: the API server refuses it
+    // with the field named, as kube-apiserver does.
+    for (ports, needle) in [
+        (
+            json!([{"name": "a", "port": 80}, {"name": "a", "port": 81}]),
+            "spec.ports[1].name: Duplicate value: \"a\"",
+        ),
+        (
+            json!([{"name": "a", "port": 80}, {"name": "b", "port": 80}]),
+            "spec.ports[1]: Duplicate value",
+        ),
+        (
+            json!([{"name": "a", "port": 80, "protocol": "HTTP"}]),
+            "spec.ports[0].protocol: Unsupported value: \"HTTP\"",
+        ),
+    ] {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dup", "namespace": "demo"}, "spec": {"ports": ports}});
+        let out = kubectl_at(
+            &set.local.kubeconfig_path(),
+            &["--context", "member-1", "apply", "-f", "-"],
+            Some(&svc.to_string()),
+        );
+        assert_ne!(out.code, 0);
+        assert!(out.stderr.contains(needle), "{}", out.stderr);
+    }
     // Everything else carried on.
     assert!(set.import("member-2", "demo", "db").await.is_some());
+
+    // Only exportedLabels and exportedAnnotations reach the import, never the
+    // Service's or the export's own metadata; session affinity config and traffic
+    // policies come from the Service.
+    set.workload("member-1", "demo", "meta", 1, json!({"metadata": {"labels": {"svc-label": "x"}, "annotations": {"svc-note": "x"}},
+        "spec": {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}}, "internalTrafficPolicy": "Local"}}));
+    let export = json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceExport",
+        "metadata": {"name": "meta", "namespace": "demo", "labels": {"export-label": "x"}},
+        "spec": {"exportedLabels": {"tier": "web"}, "exportedAnnotations": {"team": "blue"}}});
+    set.kubectl_in("member-1", &["apply", "-f", "-"], Some(&export.to_string()));
+    let import = set
+        .wait_import("member-2", "demo", "meta", "exists", |i| i.is_some())
+        .await
+        .unwrap();
+    let labels = import.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels, [("tier".to_string(), "web".to_string())].into());
+    let annotations = import.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations.get("team").map(String::as_str), Some("blue"));
+    assert!(
+        !annotations.contains_key("svc-note")
+            && !annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"),
+        "{annotations:?}"
+    );
+    assert_eq!(import.spec.session_affinity.as_deref(), Some("ClientIP"));
+    let timeout = import
+        .spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds);
+    assert_eq!(timeout, Some(300));
+    assert_eq!(
+        import.spec.internal_traffic_policy.as_deref(),
+        Some("Local")
+    );
 }
 
 /// Waits until the wall clock has passed the export's creation second, so the next

@@ -350,6 +350,8 @@ fn default_service_ports(
         return Ok(());
     };
     let multiple = ports.len() > 1;
+    let mut names = std::collections::BTreeSet::new();
+    let mut numbers = std::collections::BTreeSet::new();
     for (i, p) in ports.iter_mut().enumerate() {
         if p["protocol"].is_null() {
             p["protocol"] = json!("TCP");
@@ -374,6 +376,35 @@ fn default_service_ports(
                 &format!("spec.ports[{i}].name"),
                 "FieldValueRequired",
                 "Required value",
+            ));
+        }
+        let protocol = p["protocol"].as_str().unwrap_or_default().to_string();
+        if !matches!(protocol.as_str(), "TCP" | "UDP" | "SCTP") {
+            return Err(ApiError::invalid_field(
+                rt,
+                n,
+                &format!("spec.ports[{i}].protocol"),
+                "FieldValueNotSupported",
+                &format!("Unsupported value: \"{protocol}\": supported values: \"SCTP\", \"TCP\", \"UDP\""),
+            ));
+        }
+        let name = p["name"].as_str().unwrap_or_default().to_string();
+        if !names.insert(name.clone()) {
+            return Err(ApiError::invalid_field(
+                rt,
+                n,
+                &format!("spec.ports[{i}].name"),
+                "FieldValueDuplicate",
+                &format!("Duplicate value: \"{name}\""),
+            ));
+        }
+        if !numbers.insert((port, protocol.clone())) {
+            return Err(ApiError::invalid_field(
+                rt,
+                n,
+                &format!("spec.ports[{i}]"),
+                "FieldValueDuplicate",
+                &format!("Duplicate value: core.ServicePort{{Name:\"{name}\", Protocol:\"{protocol}\", Port:{port}}}"),
             ));
         }
     }
