@@ -180,7 +180,7 @@ where
                 Event::Init => relist = Some(HashMap::new()),
                 Event::InitApply(obj) => {
                     if let Some(buffer) = relist.as_mut() {
-                        buffer.insert(id_of(&obj), Arc::new(obj));
+                        buffer.insert(id_of(&obj), Arc::new(slim(obj)));
                     }
                 }
                 Event::InitDone => {
@@ -192,7 +192,7 @@ where
                     self.synced.send_replace(true);
                 }
                 Event::Apply(obj) => {
-                    let obj = Arc::new(obj);
+                    let obj = Arc::new(slim(obj));
                     let Some(old) = self.insert_newer(obj.clone()) else {
                         continue; // what we wrote ourselves is already newer
                     };
@@ -216,7 +216,7 @@ where
     /// watch event (client-go's mutation cache), so the next reconcile of the key reads
     /// what was written instead of retrying against a stale version.
     pub fn remember(&self, obj: K) {
-        self.insert_newer(Arc::new(obj));
+        self.insert_newer(Arc::new(slim(obj)));
     }
 
     /// Drops an object this controller has just deleted, ahead of its watch event.
@@ -260,6 +260,13 @@ where
             .map(|(_, obj)| obj)
             .collect()
     }
+}
+
+/// What no reconciler reads, dropped before caching: managed fields are often the
+/// larger half of an object.
+fn slim<K: Resource>(mut obj: K) -> K {
+    obj.meta_mut().managed_fields = None;
+    obj
 }
 
 fn id_of<K: Resource>(obj: &K) -> ObjectId {
