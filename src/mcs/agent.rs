@@ -393,7 +393,7 @@ impl Agent {
         let api: Api<ServiceExport> = Api::namespaced(self.member.clone(), &key.namespace);
         match self
             .exports
-            .apply_status(&api, MANAGER, &key.name, &status)
+            .write_status(&api, MANAGER, &key.name, &status)
             .await
         {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
@@ -665,7 +665,7 @@ impl Agent {
         let api: Api<ServiceImport> = Api::namespaced(self.member.clone(), &key.namespace);
         match self
             .service_imports
-            .apply_status(&api, MANAGER, &key.name, &status)
+            .write_status(&api, MANAGER, &key.name, &status)
             .await
         {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

@@ -329,7 +329,7 @@ impl Hub {
             Api::namespaced(self.client.clone(), &record.namespace().unwrap_or_default());
         match self
             .records
-            .apply_status(&api, MANAGER, &record.name_any(), &status)
+            .write_status(&api, MANAGER, &record.name_any(), &status)
             .await
         {
             // Deleted meanwhile: its deletion brings the key back.

@@ -309,14 +309,14 @@ where
         Ok(written)
     }
 
-    pub async fn apply_status(
+    pub async fn write_status(
         &self,
         api: &Api<K>,
         manager: &str,
         name: &str,
         object: &serde_json::Value,
     ) -> kube::Result<K> {
-        let written = super::apply_status(api, manager, name, object).await?;
+        let written = super::write_status(api, manager, name, object).await?;
         self.remember(written.clone());
         Ok(written)
     }
