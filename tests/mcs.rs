@@ -641,6 +641,23 @@ async fn conflicts_oldest_export_wins_and_unexport_keeps_the_rest() {
         .await
         .unwrap();
     assert_eq!(import.spec.ports[0].port, 80);
+    // The derived Service follows: the winner's 8080 goes, member-1's 80 comes.
+    let derived = derived_name("demo", "web");
+    let ports = eventually(
+        "member-3's derived Service to carry the new ports",
+        WAIT,
+        || async {
+            let svc = Api::<Service>::namespaced(set.client("member-3"), "demo")
+                .get(&derived)
+                .await
+                .ok()?;
+            let mut ports: Vec<i32> = svc.spec?.ports?.iter().map(|p| p.port).collect();
+            ports.sort();
+            (ports == [80, 9090]).then_some(ports)
+        },
+    )
+    .await;
+    assert_eq!(ports, [80, 9090]);
     set.wait_endpoints("member-3", "demo", "web", "are member-1's two pods", |e| {
         e.len() == 2 && e.iter().all(|x| x.0 == "member-1")
     })

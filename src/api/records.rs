@@ -145,7 +145,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 #[must_use]
 pub fn hub_namespace(cluster: &str) -> String {
     let plain = format!("clusterset-{cluster}");
-    if plain.len() <= 63 && !cluster.contains('.') {
+    // The project's own hub namespaces are never a member's.
+    let reserved = matches!(cluster, "imports" | "system");
+    if plain.len() <= 63 && !cluster.contains('.') && !reserved {
         plain
     } else {
         format!("clusterset-{}", digest(cluster, 16))
@@ -188,6 +190,8 @@ mod tests {
     #[test]
     fn hub_namespaces_are_dns_labels() {
         assert_eq!(hub_namespace("member-1"), "clusterset-member-1");
+        assert_ne!(hub_namespace("imports"), SHARED_NAMESPACE);
+        assert_ne!(hub_namespace("system"), "clusterset-system");
         for id in ["east.example.com", &"a".repeat(60)] {
             let ns = hub_namespace(id);
             assert!(ns.len() <= 63 && !ns.contains('.'), "{ns}");

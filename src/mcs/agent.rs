@@ -508,24 +508,41 @@ impl Agent {
             .is_none_or(|s| !derived_matches(s, &want_svc))
         {
             let services: Api<Service> = Api::namespaced(self.member.clone(), &key.namespace);
-            // Creating is cheaper than applying; an existing one is applied so that the
-            // cluster IPs the API server allocated stay as they are.
             let written = match derived_svc.as_deref() {
                 None => {
                     self.services
                         .upsert(&services, None, want_svc.clone())
                         .await
                 }
-                Some(_) => {
+                // Headlessness and the primary family cannot change in place.
+                Some(have) if !updatable(have, &want_svc) => {
                     self.services
-                        .apply(&services, MANAGER, &derived, &want_svc)
+                        .delete(&services, &key.namespace, &derived)
+                        .await?;
+                    self.import_queue.add(key.clone());
+                    return Ok(());
+                }
+                // Replaced whole (so dropped ports and a new owner take), keeping the
+                // cluster IPs the API server allocated.
+                Some(have) => {
+                    let mut replacement = want_svc.clone();
+                    if let Some(spec) = &have.spec {
+                        replacement["spec"]["clusterIP"] = json!(spec.cluster_ip);
+                        replacement["spec"]["clusterIPs"] = json!(spec.cluster_ips);
+                    }
+                    self.services
+                        .upsert(&services, Some(have), replacement)
                         .await
                 }
             };
             match written {
                 Ok(svc) if spec.ips.is_empty() => ips_now = cluster_ips(Some(&svc)),
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 422 => family_error = Some(s.message),
+                Err(kube::Error::Api(s))
+                    if s.code == 422 && s.message.to_lowercase().contains("famil") =>
+                {
+                    family_error = Some(s.message)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -717,6 +734,16 @@ fn import_matches(existing: &ServiceImport, desired: &Value) -> bool {
         && existing.annotations() == &annotations
 }
 
+/// Whether `existing` can become `desired` by an update: neither headlessness nor the
+/// primary IP family may change on a Service.
+fn updatable(existing: &Service, desired: &Value) -> bool {
+    let spec = existing.spec.clone().unwrap_or_default();
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    let primary = spec.ip_families.as_ref().and_then(|f| f.first().cloned());
+    headless == (desired["spec"]["clusterIP"] == "None")
+        && (headless || primary.as_deref() == desired["spec"]["ipFamilies"][0].as_str())
+}
+
 /// Whether the derived Service has the ports, families, headlessness and owner wanted.
 fn derived_matches(existing: &Service, desired: &Value) -> bool {
     let Ok(want) = serde_json::from_value::<Service>(desired.clone()) else {
@@ -738,9 +765,13 @@ fn slice_matches(existing: &EndpointSlice, desired: &Value) -> bool {
     let Ok(want) = serde_json::from_value::<EndpointSlice>(desired.clone()) else {
         return false;
     };
+    // The API server hands back an empty port list as none.
+    let ports = |p: &Option<Vec<k8s_openapi::api::discovery::v1::EndpointPort>>| {
+        p.clone().unwrap_or_default()
+    };
     existing.address_type == want.address_type
         && existing.endpoints == want.endpoints
-        && existing.ports == want.ports
+        && ports(&existing.ports) == ports(&want.ports)
         && existing.metadata.labels == want.metadata.labels
         && existing.metadata.owner_references == want.metadata.owner_references
 }
@@ -750,4 +781,40 @@ pub async fn run(member: Client, hub: Client, cluster: String) {
     Agent::new(member, hub, cluster, Metrics::new("agent"))
         .run(8)
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(spec: Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "derived-x"}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn headlessness_and_the_primary_family_need_a_new_derived_service() {
+        let v4 = svc(json!({"clusterIP": "10.1.0.1", "ipFamilies": ["IPv4"]}));
+        let headless = svc(json!({"clusterIP": "None", "ipFamilies": ["IPv4"]}));
+        assert!(updatable(
+            &v4,
+            &json!({"spec": {"ipFamilies": ["IPv4"], "ports": []}})
+        ));
+        assert!(
+            updatable(&v4, &json!({"spec": {"ipFamilies": ["IPv4", "IPv6"]}})),
+            "adding a secondary family is an update"
+        );
+        assert!(!updatable(&v4, &json!({"spec": {"ipFamilies": ["IPv6"]}})));
+        assert!(!updatable(
+            &v4,
+            &json!({"spec": {"clusterIP": "None", "ipFamilies": ["IPv4"]}})
+        ));
+        assert!(!updatable(
+            &headless,
+            &json!({"spec": {"ipFamilies": ["IPv4"]}})
+        ));
+        assert!(updatable(
+            &headless,
+            &json!({"spec": {"clusterIP": "None", "ipFamilies": ["IPv6"]}})
+        ));
+    }
 }

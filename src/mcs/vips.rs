@@ -38,7 +38,7 @@ impl ClustersetIps {
             }
         }
         if !kept.is_empty() {
-            self.held.insert(key.clone(), kept);
+            self.held.entry(key.clone()).or_default().extend(kept);
         }
     }
 
@@ -62,14 +62,16 @@ impl ClustersetIps {
                 }
             }
         }
-        for ip in current.iter().filter(|ip| !out.contains(ip)) {
-            self.alloc.release(ip);
-        }
         if let Some(why) = failure {
-            for ip in &out {
+            // Nothing changes on failure: the import keeps the IPs it holds.
+            for ip in out.iter().filter(|ip| !current.contains(ip)) {
                 self.alloc.release(ip);
             }
+            self.held.insert(key.clone(), current);
             return Err(why);
+        }
+        for ip in current.iter().filter(|ip| !out.contains(ip)) {
+            self.alloc.release(ip);
         }
         self.held.insert(key.clone(), out.clone());
         Ok(out)
@@ -148,5 +150,16 @@ mod tests {
         );
         let v6_only = ClustersetIps::new(&[cidrs[1]]).assign(&key("x"), &v4());
         assert!(v6_only.is_err());
+        // A family that cannot be had leaves the import with the IPs it holds.
+        let mut v4_only = ClustersetIps::new(&[cidrs[0]]);
+        let held = v4_only.assign(&key("a"), &v4()).unwrap();
+        assert!(v4_only
+            .assign(&key("a"), &["IPv4".into(), "IPv6".into()])
+            .is_err());
+        assert_eq!(
+            v4_only.assign(&key("a"), &v4()).unwrap(),
+            held,
+            "still stable after a failure"
+        );
     }
 }

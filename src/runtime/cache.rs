@@ -247,7 +247,7 @@ where
         Some(inner.insert(self.index, obj, id))
     }
 
-    /// Swaps in a fresh list; returns the objects that are not in it any more.
+    /// Swaps in a fresh list; returns every version it replaced (gone or changed).
     fn replace(&self, fresh: HashMap<ObjectId, Arc<K>>) -> Vec<Arc<K>> {
         let mut inner = self.inner.write().expect("cache lock");
         let old = std::mem::take(&mut inner.objects);
@@ -255,10 +255,9 @@ where
         for (id, obj) in fresh {
             inner.insert(self.index, obj, id);
         }
-        old.into_iter()
-            .filter(|(id, _)| !inner.objects.contains_key(id))
-            .map(|(_, obj)| obj)
-            .collect()
+        // Every old version, not only the vanished ones: an object whose index key
+        // changed during the gap must still wake its old key.
+        old.into_values().collect()
     }
 }
 
@@ -375,9 +374,13 @@ mod tests {
             ("demo".to_string(), "b".to_string()),
             cm("demo", "b", "api"),
         )]);
-        let gone = cache.replace(fresh);
-        assert_eq!(gone.len(), 1, "the relist reports what vanished");
-        assert_eq!(gone[0].name_any(), "a");
+        let mut old: Vec<String> = cache.replace(fresh).iter().map(|o| o.name_any()).collect();
+        old.sort();
+        assert_eq!(
+            old,
+            ["a", "b"],
+            "the relist hands back what vanished and what it replaced"
+        );
         assert!(cache.by_key(&web).is_empty());
         assert!(cache.get("demo", "b").is_some());
     }

@@ -120,7 +120,16 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
             tasks.spawn(async move {
                 loop {
                     let key = queue.next().await;
-                    let ok = reconcile(key.clone()).await.is_ok();
+                    // A panicking reconcile counts as a failure: the key must not stay
+                    // marked active (and the worker gone) for good.
+                    let run = std::panic::AssertUnwindSafe(reconcile(key.clone()));
+                    let ok = match futures::FutureExt::catch_unwind(run).await {
+                        Ok(result) => result.is_ok(),
+                        Err(_) => {
+                            tracing::error!("reconcile panicked; retrying the key");
+                            false
+                        }
+                    };
                     queue.done(key, ok);
                 }
             });
@@ -190,6 +199,32 @@ mod tests {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "retried until it succeeds"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        worker.abort();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_not_wedged() {
+        let queue = Queue::new();
+        queue.add(7u32);
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let a = attempts.clone();
+        let worker = tokio::spawn(queue.clone().run(1, move |_k: u32| {
+            let a = a.clone();
+            async move {
+                if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("bad input");
+                }
+                Ok::<(), String>(())
+            }
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !(attempts.load(Ordering::SeqCst) >= 2 && queue.is_empty()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the key runs again after the panic"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
