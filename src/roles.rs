@@ -76,7 +76,7 @@ pub const PUSH_LABEL: &str = "mcs.clusterset.io/member-kubeconfig";
 /// Runs the hub controller until a signal arrives.
 pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
     let client = opts.hub.client().await.context("hub cluster")?;
-    let hub = Hub::with_clusterset_ips(
+    let hub = Hub::new(
         client.clone(),
         Metrics::new("hub"),
         &opts.clusterset_ip_cidrs,

@@ -325,7 +325,7 @@ async fn an_import_of_a_family_the_member_lacks_is_not_ready() {
         .await;
     }
     let tasks = [
-        tokio::spawn(Hub::new(hub.client.clone(), Metrics::new("hub")).run(2)),
+        tokio::spawn(Hub::new(hub.client.clone(), Metrics::new("hub"), &[]).run(2)),
         tokio::spawn(
             Agent::new(
                 six.client.clone(),

@@ -59,6 +59,7 @@ impl Controllers {
         let hub = Hub::new(
             hub_server.service_account_client(SYSTEM_NAMESPACE, "clusterset-hub")?,
             Metrics::new("hub"),
+            &[],
         );
         let mut tasks = vec![tokio::spawn(hub.clone().run(WORKERS))];
         let mut agents = Vec::new();

@@ -140,10 +140,6 @@ impl Agent {
         }
     }
 
-    pub fn backlog(&self) -> usize {
-        self.export_queue.len() + self.import_queue.len()
-    }
-
     /// Watches and reconciles until dropped.
     pub async fn run(self: Arc<Self>, workers: usize) {
         let watches = futures::future::join(self.clone().watch_member(), self.clone().watch_hub());

@@ -53,7 +53,15 @@ pub(crate) fn endpoint_key(r: &EndpointRecord) -> Option<ServiceKey> {
 }
 
 impl Hub {
-    pub fn new(client: Client, metrics: Metrics) -> Arc<Self> {
+    /// A hub controller; with `clusterset_ip_cidrs` (one per family) it gives every
+    /// ClusterSetIP import one VIP per family from them.
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        clusterset_ip_cidrs: &[ipnet::IpNet],
+    ) -> Arc<Self> {
+        let vips = (!clusterset_ip_cidrs.is_empty())
+            .then(|| Mutex::new(ClustersetIps::new(clusterset_ip_cidrs)));
         Arc::new(Hub {
             client,
             records: Cache::new(record_key),
@@ -62,19 +70,8 @@ impl Hub {
             queue: Queue::new(),
             metrics,
             conflicts: Mutex::new(HashMap::new()),
-            vips: None,
+            vips,
         })
-    }
-
-    /// A hub that gives every ClusterSetIP import one VIP per family from `cidrs`.
-    pub fn with_clusterset_ips(
-        client: Client,
-        metrics: Metrics,
-        cidrs: &[ipnet::IpNet],
-    ) -> Arc<Self> {
-        let mut hub = Arc::into_inner(Hub::new(client, metrics)).expect("just made");
-        hub.vips = (!cidrs.is_empty()).then(|| Mutex::new(ClustersetIps::new(cidrs)));
-        Arc::new(hub)
     }
 
     /// Ready once every cache has its first list.
@@ -84,11 +81,6 @@ impl Hub {
         } else {
             Err("hub caches are not synced yet".into())
         }
-    }
-
-    /// Keys waiting for or in reconciliation.
-    pub fn backlog(&self) -> usize {
-        self.queue.len()
     }
 
     /// Watches and reconciles until dropped. Nothing is written before every cache

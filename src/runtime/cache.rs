@@ -296,18 +296,6 @@ where
         Ok(written)
     }
 
-    pub async fn apply(
-        &self,
-        api: &Api<K>,
-        manager: &str,
-        name: &str,
-        object: &serde_json::Value,
-    ) -> kube::Result<K> {
-        let written = super::apply(api, manager, name, object).await?;
-        self.remember(written.clone());
-        Ok(written)
-    }
-
     pub async fn write_status(
         &self,
         api: &Api<K>,

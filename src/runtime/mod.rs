@@ -11,25 +11,6 @@ pub use queue::Queue;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 
-/// Server-side applies `object` (which names itself) as `manager`, taking over any
-/// field another manager held: controllers own what they write outright.
-pub async fn apply<K>(
-    api: &Api<K>,
-    manager: &str,
-    name: &str,
-    object: &serde_json::Value,
-) -> kube::Result<K>
-where
-    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(object),
-    )
-    .await
-}
-
 /// Writes the status subresource with a merge patch: the lists it names (conditions,
 /// clusters) are replaced whole. For statuses one controller owns outright; costs the
 /// API server far less than an apply.
