@@ -7,7 +7,7 @@
 //!   agents as separate processes (the release binary), and their peak memory
 //!
 //! Everything shares this machine's cores: API servers, controllers and the watchers
-//! that time them. `BENCH_SERVICES` overrides the 10,000.
+//! that time them. `BENCH_SERVICES` overrides the 10,000; `BENCH_ONLY` picks one part.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -461,10 +461,19 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    // BENCH_ONLY=convergence (or propagation, churn) runs one part, e.g. under a profiler.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
     println!("multi-cluster services (2 cores shared by API servers, controllers and the timing watchers)");
-    propagation(3, 200).await;
-    propagation(10, 100).await;
-    churn(3, 10).await;
-    churn(10, 10).await;
-    convergence(10, services).await;
+    if run("propagation") {
+        propagation(3, 200).await;
+        propagation(10, 100).await;
+    }
+    if run("churn") {
+        churn(3, 10).await;
+        churn(10, 10).await;
+    }
+    if run("convergence") {
+        convergence(10, services).await;
+    }
 }

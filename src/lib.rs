@@ -10,3 +10,7 @@ pub mod pki;
 pub mod roles;
 pub mod runtime;
 pub mod telemetry;
+
+/// One allocator for every binary, example and test linking the library.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -56,6 +56,60 @@ async fn generated_crds_install_and_serve_both_versions() {
     }
 }
 
+/// Watchers of either served version get objects in the version they asked for (the
+/// server streams stored bytes as they are only when the versions match).
+#[tokio::test]
+async fn watches_serve_each_version_they_ask_for() {
+    use futures::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let t = TestServer::start().await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(t.client.clone());
+    for crd in clusterset::api::crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let api = |version: &str| {
+        let gvk = GroupVersionKind::gvk("multicluster.x-k8s.io", version, "ServiceExport");
+        Api::<DynamicObject>::namespaced_with(
+            t.client.clone(),
+            "default",
+            &ApiResource::from_gvk(&gvk),
+        )
+    };
+    let mut streams = Vec::new();
+    for version in ["v1alpha1", "v1beta1"] {
+        let stream = api(version)
+            .watch(&WatchParams::default(), "0")
+            .await
+            .unwrap();
+        streams.push((version, stream.boxed()));
+    }
+    let export: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+        "metadata": {"name": "web"},
+    }))
+    .unwrap();
+    api("v1alpha1")
+        .create(&PostParams::default(), &export)
+        .await
+        .unwrap();
+    for (version, stream) in &mut streams {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .unwrap();
+        let WatchEvent::Added(obj) = event else {
+            panic!("{version}: expected ADDED, got {event:?}");
+        };
+        assert_eq!(
+            obj.types.unwrap().api_version,
+            format!("multicluster.x-k8s.io/{version}")
+        );
+        assert_eq!(obj.metadata.name.as_deref(), Some("web"));
+    }
+}
+
 fn upstream(file: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(common::upstream_crd(file)).unwrap();
     serde_yaml::from_str(&text).unwrap()

@@ -1,6 +1,8 @@
 //! CustomResourceDefinitions: turning one into a served resource type, checking it,
 //! and the status a real server gives it once its names are accepted.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::errors::Cause;
@@ -164,7 +166,7 @@ fn version_info(v: &Value) -> VersionInfo {
         name,
         schema: v["schema"]["openAPIV3Schema"]
             .as_object()
-            .map(|_| v["schema"]["openAPIV3Schema"].clone()),
+            .map(|_| Arc::new(v["schema"]["openAPIV3Schema"].clone())),
         columns,
         deprecated: v["deprecated"] == json!(true),
     }

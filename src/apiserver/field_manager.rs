@@ -369,6 +369,18 @@ impl FieldSet {
         FieldSet { paths }
     }
 
+    /// Adds every path of `other`, in place.
+    pub fn extend(&mut self, other: &FieldSet) {
+        self.paths.extend(other.paths.iter().cloned());
+    }
+
+    /// Removes every path of `other`, in place.
+    pub fn remove_all(&mut self, other: &FieldSet) {
+        if !other.is_empty() {
+            self.paths.retain(|path| !other.paths.contains(path));
+        }
+    }
+
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
         let paths = self.paths.difference(&other.paths).cloned().collect();
         FieldSet { paths }
@@ -617,7 +629,7 @@ fn add_entry(managers: &mut Managers, id: ManagerId, entry: ManagerEntry) {
         }
         Entry::Occupied(mut slot) => {
             let existing = slot.get_mut();
-            existing.set = existing.set.union(&entry.set);
+            existing.set.extend(&entry.set);
             existing.time = existing.time.take().max(entry.time);
         }
     }
@@ -718,6 +730,13 @@ impl<'a> Walk<'a> {
         let result = visit(self);
         self.path.pop();
         result
+    }
+
+    /// Whether `name` under the current path is metadata.managedFields: bookkeeping,
+    /// never data to merge or compare.
+    fn at_managed_fields(&self, name: &str) -> bool {
+        name == "managedFields"
+            && matches!(self.path.as_slice(), [only] if *only == PathElement::field("metadata"))
     }
 
     /// The type of the list at the current path.
@@ -917,11 +936,17 @@ impl Comparison {
 
     fn objects(&mut self, walk: &mut Walk, old: &Map<String, Value>, new: &Map<String, Value>) {
         for (name, old_child) in old {
+            if walk.at_managed_fields(name) {
+                continue;
+            }
             walk.descend(PathElement::field(name), |walk| {
                 self.node(walk, Some(old_child), new.get(name))
             });
         }
         for (name, new_child) in new.iter().filter(|(name, _)| !old.contains_key(*name)) {
+            if walk.at_managed_fields(name) {
+                continue;
+            }
             walk.descend(PathElement::field(name), |walk| {
                 self.node(walk, None, Some(new_child))
             });
@@ -1145,7 +1170,7 @@ fn drop_applied_nulls(walk: &mut Walk, out: &mut Value, config: &Value) {
 fn release(managers: &mut Managers, keep: Option<&ManagerId>, lost: &FieldSet) {
     for (id, entry) in managers.iter_mut() {
         if Some(id) != keep {
-            entry.set = entry.set.difference(lost);
+            entry.set.remove_all(lost);
         }
     }
     managers.retain(|_, entry| !entry.set.is_empty());
@@ -1332,10 +1357,11 @@ pub fn record_update(
     now: &str,
     subresource: Option<&str>,
 ) {
-    let old_object = old.map(without_managed_fields).unwrap_or_else(empty_object);
+    let empty = empty_object();
+    let old_object = old.unwrap_or(&empty);
     let mut managers = old.map(read_managers).unwrap_or_default();
     remove_managed_fields(new);
-    let comparison = Comparison::between(&old_object, new, lists);
+    let comparison = Comparison::between(old_object, new, lists);
     let changed = comparison.changed();
     // Like the real server, take the changes from every entry, the writer's own included,
     // then add them to the writer's entry: what it wrote before and no longer holds (a
@@ -1349,7 +1375,7 @@ pub fn record_update(
             time: None,
             set: FieldSet::new(),
         });
-        entry.set = entry.set.union(&owned);
+        entry.set.extend(&owned);
         entry.time = Some(now.to_string());
     }
     write_managers(new, &managers);

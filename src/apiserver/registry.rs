@@ -42,7 +42,8 @@ pub struct ScalePaths {
 #[derive(Clone, Debug)]
 pub struct VersionInfo {
     pub name: String,
-    pub schema: Option<Value>,
+    /// Shared: requests read it, and it can be large (upstream CRDs carry long descriptions).
+    pub schema: Option<Arc<Value>>,
     pub columns: Vec<Column>,
     pub deprecated: bool,
 }

@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use regex::Regex;
 use serde_json::{Map, Number, Value};
@@ -1303,11 +1303,11 @@ fn regex_error(e: &regex::Error) -> String {
 /// Merge semantics of a custom resource's lists, from `x-kubernetes-list-type`
 /// and `x-kubernetes-list-map-keys` in its schema.
 pub struct SchemaLists {
-    schema: Value,
+    schema: Arc<Value>,
 }
 
 impl SchemaLists {
-    pub fn new(schema: Value) -> Self {
+    pub fn new(schema: Arc<Value>) -> Self {
         Self { schema }
     }
 }
@@ -1848,7 +1848,7 @@ mod tests {
 
     #[test]
     fn schema_lists_from_upstream() {
-        let lists = SchemaLists::new(service_import());
+        let lists = SchemaLists::new(Arc::new(service_import()));
         assert_eq!(lists.list_type(&["spec", "ports"]), ListType::Atomic);
         assert_eq!(lists.list_type(&["spec", "ips"]), ListType::Atomic);
         assert_eq!(
@@ -1875,7 +1875,7 @@ mod tests {
             "byName": {"type": "object", "additionalProperties": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}},
             "broken": {"type": "array", "x-kubernetes-list-type": "map", "items": {"type": "object"}}
         }}}});
-        let lists = SchemaLists::new(schema);
+        let lists = SchemaLists::new(Arc::new(schema));
         assert_eq!(lists.list_type(&["spec", "groups", "tags"]), ListType::Set);
         assert_eq!(
             lists.list_type(&["spec", "groups", "ports"]),

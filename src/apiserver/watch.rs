@@ -178,6 +178,9 @@ impl Watcher {
         if !self.relevant(e) {
             return Ok(());
         }
+        if let Some(line) = self.verbatim_line(e) {
+            return self.tx.send(Ok(line)).await.map_err(|_| Closed);
+        }
         let obj: Value = serde_json::from_slice(&e.object).expect("stored JSON");
         let now = self.matches(&obj);
         let before = e
@@ -193,6 +196,37 @@ impl Watcher {
             _ => return Ok(()),
         };
         self.send_object(kind, obj).await
+    }
+
+    /// The event line built around the stored bytes, when nothing about this watch needs
+    /// the object parsed: no selectors, no table, and the client asked for the version
+    /// the object is stored in. Most watchers are controllers like that, and parsing and
+    /// re-serializing every object for each of them was a fifth of the server's work.
+    fn verbatim_line(&self, e: &Event) -> Option<Bytes> {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "apiVersion", borrow)]
+            api_version: std::borrow::Cow<'a, str>,
+        }
+        if !self.req.labels.is_empty() || !self.req.fields.is_empty() || self.req.table.is_some() {
+            return None;
+        }
+        let head: Head = serde_json::from_slice(&e.object).ok()?;
+        if head.api_version != self.req.rt.api_version(&self.req.version) {
+            return None;
+        }
+        let kind = match e.kind {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        };
+        let mut line = Vec::with_capacity(e.object.len() + 32);
+        line.extend_from_slice(br#"{"type":""#);
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(br#"","object":"#);
+        line.extend_from_slice(&e.object);
+        line.extend_from_slice(b"}\n");
+        Some(Bytes::from(line))
     }
 
     async fn send_object(&mut self, kind: &str, obj: Value) -> Result<(), Closed> {
