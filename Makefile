@@ -1,7 +1,7 @@
 # clusterset — build, test and benchmark entry points.
 CARGO ?= cargo
 
-.PHONY: build test lint fmt bench demo crds run-apiserver deps
+.PHONY: build test lint fmt bench bench-deps demo crds run-apiserver deps
 
 build:
 	$(CARGO) build --locked --release
@@ -17,14 +17,24 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-bench:
+bench: bench-deps
 	$(CARGO) build --locked --release
 	$(CARGO) run --locked --release --example apiserver_bench
 	$(CARGO) run --locked --release --example mcs_bench
+	$(CARGO) run --locked --release --example dns_bench
 
 # kubectl is the reference client the tests drive; fail early and clearly without it.
+# dig (bind9-dnsutils) asks the DNS servers; installed from Debian when missing.
 deps:
 	@command -v kubectl >/dev/null || { echo "kubectl is required (tests drive the server through it)"; exit 1; }
+	@command -v dig >/dev/null || $(APT_INSTALL) bind9-dnsutils
+
+# The DNS benchmark compares with Knot DNS, both measured by dnsperf.
+bench-deps:
+	@command -v dnsperf >/dev/null || $(APT_INSTALL) dnsperf
+	@command -v knotd >/dev/null || $(APT_INSTALL) knot
+
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -qq && apt-get install -y -qq "$$@"' apt-install
 
 run-apiserver:
 	$(CARGO) run --locked --release -- apiserver --listen 127.0.0.1:6443 --kubeconfig ./kubeconfig

@@ -36,6 +36,13 @@ k --context member-3 get endpointslices -l multicluster.kubernetes.io/service-na
 k --context member-1 apply -f examples/headless-db.yaml
 k --context member-2 wait serviceimport/db --for=jsonpath='{.spec.type}'=Headless --timeout=30s
 k --context member-2 get endpointslices -l multicluster.kubernetes.io/service-name=db -o jsonpath='{range .items[*].endpoints[*]}{.hostname} {.addresses[0]}{"\n"}{end}'
+# clusterset.local from member-2's DNS server (its address is in local.json).
+dns=$(python3 -c 'import json,sys;print([c["dns"] for c in json.load(open(sys.argv[1]))["clusters"] if c["name"]=="member-2"][0])' "$dir/local.json")
+d() { echo "+ dig $*"; dig @"${dns%:*}" -p "${dns#*:}" +noall +answer "$@"; }
+d web.default.svc.clusterset.local
+d _http._tcp.web.default.svc.clusterset.local SRV
+d db.default.svc.clusterset.local
+d db-0.member-1.db.default.svc.clusterset.local
 k --context hub get exportrecords,importrecords -A
 k --context member-1 delete serviceexport web
 k --context member-2 wait serviceimport/web --for=delete --timeout=30s

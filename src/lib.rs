@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod apiserver;
+pub mod dns;
 pub mod fsutil;
 pub mod local;
 pub mod mcs;

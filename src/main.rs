@@ -55,6 +55,26 @@ enum Command {
         #[command(flatten)]
         probes: Probes,
     },
+    /// The clusterset.local DNS server of one member, answering from its imports.
+    Dns {
+        /// The member cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long)]
+        context: Option<String>,
+        /// Where DNS is served, over UDP and TCP; port 0 picks a free port.
+        #[arg(long, default_value = "0.0.0.0:53")]
+        listen: SocketAddr,
+        /// TTL of the answers, in seconds (the version TXT record keeps a long one).
+        #[arg(long, default_value_t = clusterset::dns::DEFAULT_TTL)]
+        ttl: u32,
+        /// Threads answering UDP (default: one per CPU).
+        #[arg(long)]
+        udp_threads: Option<usize>,
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        probe_listen: SocketAddr,
+    },
     /// Write the CRD YAML generated from the API types into a directory.
     Crds {
         #[arg(long, default_value = "crds")]
@@ -252,6 +272,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 cluster_id,
                 probe_listen: probes.probe_listen,
                 workers: probes.workers,
+            })
+            .await
+        }
+        Command::Dns {
+            kubeconfig,
+            context,
+            listen,
+            ttl,
+            udp_threads,
+            probe_listen,
+        } => {
+            clusterset::roles::run_dns(clusterset::roles::DnsOptions {
+                member: clusterset::roles::ClusterAccess {
+                    kubeconfig,
+                    context,
+                },
+                listen,
+                ttl,
+                udp_threads: udp_threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                probe_listen,
             })
             .await
         }

@@ -1,4 +1,4 @@
-//! `clusterset hub` and `clusterset agent` as processes for real clusters: clients
+//! `clusterset hub`, `clusterset agent` and `clusterset dns` as processes for real clusters: clients
 //! from kubeconfigs (or in-cluster config), the controller, `/metrics`, `/healthz` and
 //! `/readyz`, and a clean stop on SIGTERM or SIGINT.
 
@@ -67,6 +67,14 @@ pub struct AgentOptions {
     pub workers: usize,
 }
 
+pub struct DnsOptions {
+    pub member: ClusterAccess,
+    pub listen: SocketAddr,
+    pub ttl: u32,
+    pub udp_threads: usize,
+    pub probe_listen: SocketAddr,
+}
+
 /// Where push-mode member kubeconfigs live on the hub.
 pub const PUSH_NAMESPACE: &str = "clusterset-system";
 /// The label that marks a Secret as a push-mode member (its `kubeconfig` key holds
@@ -118,6 +126,28 @@ pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
     };
     let registry = agent.metrics.registry.clone();
     serve_until_signal(opts.probe_listen, registry, ready, agent.run(opts.workers)).await
+}
+
+/// Runs a member's clusterset.local DNS server until a signal arrives.
+pub async fn run_dns(opts: DnsOptions) -> anyhow::Result<()> {
+    let member = opts.member.client().await.context("member cluster")?;
+    let dns = crate::dns::Dns::start(member, opts.listen, opts.ttl, opts.udp_threads)
+        .await
+        .with_context(|| format!("cannot serve DNS on {}", opts.listen))?;
+    tracing::info!(addr = %dns.addr, ttl = opts.ttl, "serving clusterset.local");
+    let ready: probes::Readiness = {
+        let source = dns.source.clone();
+        Arc::new(move || source.readiness())
+    };
+    let registry = dns.metrics.registry.clone();
+    // The watches run inside `dns`; this waits for the signal while they do.
+    serve_until_signal(
+        opts.probe_listen,
+        registry,
+        ready,
+        futures::future::pending(),
+    )
+    .await
 }
 
 /// The cluster ID from the member's ClusterProperty `cluster.clusterset.k8s.io`.

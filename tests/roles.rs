@@ -387,3 +387,66 @@ async fn an_import_of_a_family_the_member_lacks_is_not_ready() {
     }
     tasks.iter().for_each(|t| t.abort());
 }
+
+/// `clusterset dns` as its own process: flags, answers with the TTL asked for, probes,
+/// query metrics, and a clean stop on SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_as_a_process_answers_and_stops_on_sigterm() {
+    let member = cluster(false).await;
+    create(
+        &member.client,
+        json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "ClusterSetIP", "ips": ["10.96.7.7"], "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}}),
+    )
+    .await;
+    let (dns_port, probe_port) = (free_port(), free_port());
+    let kubeconfig = member.kubeconfig();
+    let role = spawn(&[
+        "dns",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{dns_port}"),
+        "--ttl",
+        "30",
+        "--probe-listen",
+        &format!("127.0.0.1:{probe_port}"),
+    ]);
+    eventually("dns ready", WAIT, || async {
+        get(probe_port, "/readyz")
+            .await
+            .filter(|(code, _)| *code == 200)
+    })
+    .await;
+    let dig = |name: &str| {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &dns_port.to_string(),
+                "+noall",
+                "+answer",
+                name,
+                "A",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        dig("web.default.svc.clusterset.local."),
+        "web.default.svc.clusterset.local. 30 IN A 10.96.7.7"
+    );
+    let (_, metrics) = get(probe_port, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains(r#"clusterset_dns_queries_total{rcode="NOERROR",type="A"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("clusterset_dns_services 1"), "{metrics}");
+    let log = terminate(role).await;
+    assert!(log.contains("serving clusterset.local"), "{log}");
+}

@@ -12,6 +12,7 @@ use super::Cluster;
 use crate::api::records::{hub_namespace, SHARED_NAMESPACE};
 use crate::apiserver::resources::WriteOptions;
 use crate::apiserver::ApiServer;
+use crate::dns::Dns;
 use crate::mcs::agent::Agent;
 use crate::mcs::hub::Hub;
 use crate::mcs::metrics::Metrics;
@@ -20,20 +21,25 @@ const HUB_MANIFESTS: [&str; 2] = [
     include_str!("../../manifests/hub/namespaces.yaml"),
     include_str!("../../manifests/hub/rbac.yaml"),
 ];
-const MEMBER_MANIFESTS: [&str; 2] = [
+const MEMBER_MANIFESTS: [&str; 3] = [
     include_str!("../../manifests/member/namespace.yaml"),
     include_str!("../../manifests/member/rbac.yaml"),
+    include_str!("../../manifests/member/dns-rbac.yaml"),
 ];
 /// Where the controllers' ServiceAccounts live, hub and members alike.
 const SYSTEM_NAMESPACE: &str = "clusterset-system";
 /// Each member's identity on the hub: a ServiceAccount in its own hub namespace.
 const MEMBER_HUB_ACCOUNT: &str = "clusterset-agent";
 const WORKERS: usize = 8;
+/// UDP threads of each member's DNS server: the machine's cores are shared by all.
+const DNS_UDP_THREADS: usize = 1;
 
 /// The running controllers; dropping this stops them.
 pub struct Controllers {
     pub hub: Arc<Hub>,
     pub agents: Vec<Arc<Agent>>,
+    /// Each member's clusterset.local server, by member name.
+    pub dns: Vec<(String, Dns)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -63,6 +69,7 @@ impl Controllers {
         );
         let mut tasks = vec![tokio::spawn(hub.clone().run(WORKERS))];
         let mut agents = Vec::new();
+        let mut dns = Vec::new();
         for member in clusters.iter().filter(|c| c.plan.cluster_id.is_some()) {
             let id = member.plan.cluster_id.clone().expect("filtered");
             grant_member(hub_server, &id).with_context(|| format!("hub access for {id}"))?;
@@ -75,13 +82,29 @@ impl Controllers {
                     .server
                     .service_account_client(SYSTEM_NAMESPACE, "clusterset-agent")?,
                 hub_server.service_account_client(&hub_namespace(&id), MEMBER_HUB_ACCOUNT)?,
-                id,
+                id.clone(),
                 Metrics::new("agent"),
             );
             tasks.push(tokio::spawn(agent.clone().run(WORKERS)));
             agents.push(agent);
+            let server = Dns::start(
+                member
+                    .server
+                    .service_account_client(SYSTEM_NAMESPACE, "clusterset-dns")?,
+                "127.0.0.1:0".parse().expect("address"),
+                crate::dns::DEFAULT_TTL,
+                DNS_UDP_THREADS,
+            )
+            .await
+            .with_context(|| format!("DNS server of {id}"))?;
+            dns.push((member.plan.name.clone(), server));
         }
-        let controllers = Controllers { hub, agents, tasks };
+        let controllers = Controllers {
+            hub,
+            agents,
+            dns,
+            tasks,
+        };
         controllers.wait_ready(Duration::from_secs(10)).await?;
         Ok(controllers)
     }
@@ -91,6 +114,7 @@ impl Controllers {
         loop {
             let not_ready: Vec<String> = std::iter::once(self.hub.readiness())
                 .chain(self.agents.iter().map(|a| a.readiness()))
+                .chain(self.dns.iter().map(|(_, d)| d.source.readiness()))
                 .filter_map(Result::err)
                 .collect();
             if not_ready.is_empty() {
@@ -128,12 +152,12 @@ fn grant_member(hub: &ApiServer, id: &str) -> anyhow::Result<()> {
 }
 
 /// Creates every object of a YAML manifest that is not there yet (so a restart from
-/// a data directory finds them in place). Deployments are left out: here the
-/// controllers run inside this process.
+/// a data directory finds them in place). Deployments and Services are left out: here
+/// the controllers and DNS servers run inside this process.
 fn apply_manifest(server: &ApiServer, yaml: &str) -> anyhow::Result<()> {
     for doc in serde_yaml::Deserializer::from_str(yaml) {
         let object: Value = serde::Deserialize::deserialize(doc)?;
-        if object.is_null() || object["kind"] == "Deployment" {
+        if object.is_null() || object["kind"] == "Deployment" || object["kind"] == "Service" {
             continue;
         }
         create_if_absent(server, object)?;

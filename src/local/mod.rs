@@ -100,6 +100,16 @@ impl LocalClusterset {
         self.clusters.iter().find(|c| c.plan.name == name)
     }
 
+    /// Where a member's clusterset.local DNS server answers.
+    pub fn dns_addr(&self, member: &str) -> Option<std::net::SocketAddr> {
+        let controllers = self.controllers.as_ref()?;
+        controllers
+            .dns
+            .iter()
+            .find(|(name, _)| name == member)
+            .map(|(_, dns)| dns.addr)
+    }
+
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
@@ -117,7 +127,7 @@ impl LocalClusterset {
             "current-context": "member-1",
         });
         let local = json!({
-            "clusters": self.clusters.iter().map(|c| c.plan.describe(&c.server.url())).collect::<Vec<_>>(),
+            "clusters": self.clusters.iter().map(|c| c.plan.describe(&c.server.url(), self.dns_addr(&c.plan.name))).collect::<Vec<_>>(),
         });
         crate::fsutil::write_private(
             &self.kubeconfig_path(),

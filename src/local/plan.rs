@@ -76,7 +76,7 @@ fn ranges(family: IpFamily, v4: &str, v6: &str) -> Vec<IpNet> {
 
 impl ClusterPlan {
     /// The cluster's entry in local.json.
-    pub fn describe(&self, server: &str) -> Value {
+    pub fn describe(&self, server: &str, dns: Option<std::net::SocketAddr>) -> Value {
         let strings = |nets: &[IpNet]| nets.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         json!({
             "name": self.name,
@@ -86,8 +86,8 @@ impl ClusterPlan {
             "clusterId": self.cluster_id,
             "podCIDRs": strings(&self.pod_cidrs),
             "serviceCIDRs": strings(&self.service_cidrs),
-            // The clusterset.local DNS server of each member comes with `clusterset dns`.
-            "dns": Value::Null,
+            // The member's clusterset.local server (UDP and TCP); null for the hub.
+            "dns": dns.map(|a| a.to_string()),
         })
     }
 }

@@ -33,6 +33,7 @@ use crate::api::records::{
     endpoint_record_name, hub_namespace, record_name, EndpointRecord, ExportRecord,
     ExportRecordSpec, ImportRecord, SHARED_NAMESPACE,
 };
+use crate::runtime::cache::own_key;
 use crate::runtime::{self, Cache, Queue, ServiceKey};
 
 /// The field manager of everything the agent writes.
@@ -54,13 +55,6 @@ pub struct Agent {
     export_queue: Arc<Queue<ServiceKey>>,
     import_queue: Arc<Queue<ServiceKey>>,
     pub metrics: Metrics,
-}
-
-fn own_key<K: kube::Resource>(obj: &K) -> Option<ServiceKey> {
-    Some(ServiceKey::new(
-        obj.meta().namespace.clone()?,
-        obj.meta().name.clone()?,
-    ))
 }
 
 /// A source slice counts for the Service it belongs to; an imported one for the

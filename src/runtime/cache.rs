@@ -37,6 +37,15 @@ impl std::fmt::Display for ServiceKey {
     }
 }
 
+/// The key of an object named like its service (a ServiceExport, a Service, a
+/// ServiceImport): its own namespace and name.
+pub fn own_key<K: Resource>(obj: &K) -> Option<ServiceKey> {
+    Some(ServiceKey::new(
+        obj.meta().namespace.clone()?,
+        obj.meta().name.clone()?,
+    ))
+}
+
 /// (namespace, name) of a cached object.
 type ObjectId = (String, String);
 
