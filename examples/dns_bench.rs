@@ -6,7 +6,8 @@
 //! default workers). The same query mix goes to both: throughput with dnsperf sending
 //! as fast as answers come back, then latency percentiles at a fixed rate. While
 //! clusterset dns is under load, a headless service's pods flip readiness; afterwards
-//! its answer must match the pods exactly.
+//! its answer must match the pods exactly. Last, the time from a ServiceExport in
+//! member-1 to member-2's DNS answering its name.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -187,6 +188,45 @@ fn latency(server: SocketAddr, file: &std::path::Path, qps: u32, secs: u32) -> (
         seconds[((seconds.len() - 1) as f64 * p).round() as usize] * 1000.0
     };
     (at(0.50), at(0.99), at(0.999))
+}
+
+/// Time from a ServiceExport created in member-1 to member-2's DNS server answering
+/// the service's A record, one export at a time.
+async fn export_to_answer(m1: &kube::Client, dns: &Dns, n: usize) {
+    let mut times = Vec::new();
+    for i in 0..n {
+        let name = format!("late-{i}");
+        let started = Instant::now();
+        export(m1, &name, false, "app").await;
+        let qname =
+            hickory_proto::rr::Name::from_ascii(format!("{name}.{NS}.svc.clusterset.local."))
+                .unwrap();
+        loop {
+            let answered = !dns
+                .zone
+                .read()
+                .unwrap()
+                .resolve(&qname, hickory_proto::rr::RecordType::A)
+                .answers
+                .is_empty();
+            if answered {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let at = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
+    println!(
+        "  Service + ServiceExport created in member-1 -> A answered by member-2's DNS ({n} exports, one at a time): p50 {:.1} ms, p99 {:.1} ms",
+        at(0.5),
+        at(0.99)
+    );
 }
 
 type Percentiles = Option<(f64, f64, f64)>;
@@ -400,6 +440,7 @@ async fn main() {
         "  after the readiness flips, churn's answer is exactly its {} ready pods",
         want.len()
     );
+    export_to_answer(&m1, &dns, 50).await;
     drop(dns);
     drop(local);
 }

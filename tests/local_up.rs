@@ -97,7 +97,25 @@ async fn contexts_work_over_tls_and_files_describe_the_clusters() {
     );
     assert_eq!(m2["podCIDRs"][0], "10.2.0.0/16");
     assert_eq!(m2["serviceCIDRs"][0], "10.102.0.0/16");
-    assert!(m2["dns"].is_null());
+    assert!(clusters[0]["dns"].is_null(), "the hub has no DNS server");
+    // A member's DNS server answers at the address local.json gives.
+    let dns: std::net::SocketAddr = m2["dns"].as_str().unwrap().parse().unwrap();
+    let soa = std::process::Command::new("dig")
+        .args([
+            &format!("@{}", dns.ip()),
+            "-p",
+            &dns.port().to_string(),
+            "+short",
+            "clusterset.local",
+            "SOA",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&soa.stdout)
+            .starts_with("ns.dns.clusterset.local. hostmaster.clusterset.local. "),
+        "{soa:?}"
+    );
     // Services get ClusterIPs from their own cluster's range.
     kubectl_ok(
         &kc,

@@ -17,8 +17,10 @@ use tokio::net::TcpListener;
 use super::wire::{self, Reply, Transport};
 use super::zone::Zone;
 
-/// How long a TCP connection may sit idle between messages.
+/// How long a TCP connection may sit idle between messages, or take to accept an answer.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// TCP connections served at once; more are closed as they arrive.
+const TCP_CONNECTIONS: usize = 1024;
 /// How often a UDP thread looks up from its socket to see whether to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
@@ -220,7 +222,15 @@ fn serve_udp(socket: UdpSocket, zone: &RwLock<Zone>, metrics: &DnsMetrics, stop:
             }
         };
         let started = Instant::now();
-        if let Some(reply) = wire::respond(zone, &buf[..len], Transport::Udp) {
+        // A bug in answering one packet must not silence UDP for good.
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wire::respond(zone, &buf[..len], Transport::Udp)
+        }));
+        let reply = answered.unwrap_or_else(|_| {
+            tracing::error!(%peer, "answering a UDP query panicked; dropped it");
+            None
+        });
+        if let Some(reply) = reply {
             metrics.observe(&reply, started);
             if let Err(e) = socket.send_to(&reply.bytes, peer) {
                 tracing::debug!(error = %e, %peer, "UDP send failed");
@@ -230,7 +240,10 @@ fn serve_udp(socket: UdpSocket, zone: &RwLock<Zone>, metrics: &DnsMetrics, stop:
 }
 
 async fn serve_tcp(listener: TcpListener, zone: Arc<RwLock<Zone>>, metrics: DnsMetrics) {
+    // Connection tasks live in this set: aborting the server aborts them too.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -239,8 +252,12 @@ async fn serve_tcp(listener: TcpListener, zone: Arc<RwLock<Zone>>, metrics: DnsM
                 continue;
             }
         };
+        if connections.len() >= TCP_CONNECTIONS {
+            tracing::debug!(%peer, "too many TCP connections; closing this one");
+            continue;
+        }
         let (zone, metrics) = (zone.clone(), metrics.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = serve_connection(stream, &zone, &metrics).await {
                 tracing::debug!(error = %e, %peer, "TCP connection ended");
             }
@@ -255,7 +272,6 @@ async fn serve_connection(
     zone: &RwLock<Zone>,
     metrics: &DnsMetrics,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 65535];
     loop {
         let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
             Ok(Ok(len)) => usize::from(len),
@@ -263,19 +279,22 @@ async fn serve_connection(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         };
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf[..len]))
+        let mut buf = vec![0u8; len];
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "message incomplete")
             })??;
         let started = Instant::now();
-        let Some(reply) = wire::respond(zone, &buf[..len], Transport::Tcp) else {
+        let Some(reply) = wire::respond(zone, &buf, Transport::Tcp) else {
             return Ok(());
         };
         metrics.observe(&reply, started);
         let mut out = Vec::with_capacity(reply.bytes.len() + 2);
         out.extend_from_slice(&(reply.bytes.len() as u16).to_be_bytes());
         out.extend_from_slice(&reply.bytes);
-        stream.write_all(&out).await?;
+        tokio::time::timeout(TCP_IDLE, stream.write_all(&out))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "answer not taken"))??;
     }
 }

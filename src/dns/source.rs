@@ -89,7 +89,10 @@ impl Source {
             .imports
             .get(&key.namespace, &key.name)
             .map(|si| service(&si, &self.slices.by_key(key)));
-        let mut zone = self.zone.write().expect("zone lock");
+        let mut zone = self
+            .zone
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         zone.set(&key.namespace, &key.name, service);
         self.metrics.services.set(zone.services() as i64);
         self.metrics.endpoints.set(zone.endpoints() as i64);

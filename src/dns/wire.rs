@@ -41,6 +41,7 @@ pub fn respond(
     };
     let mut response = Message::response(query.metadata.id, query.metadata.op_code);
     response.metadata.recursion_desired = query.metadata.recursion_desired;
+    response.metadata.checking_disabled = query.metadata.checking_disabled;
     response.queries = query.queries.clone();
     if let Some(edns) = &query.edns {
         let mut ours = Edns::new();
@@ -76,7 +77,10 @@ pub fn respond(
         ));
     };
     let qtype = Some(question.query_type());
-    if !matches!(question.query_class(), DNSClass::IN | DNSClass::ANY) {
+    // Zone transfers are not offered; other classes are not ours.
+    if !matches!(question.query_class(), DNSClass::IN | DNSClass::ANY)
+        || matches!(question.query_type(), RecordType::AXFR | RecordType::IXFR)
+    {
         return Some(finish(
             response,
             ResponseCode::Refused,
@@ -87,7 +91,9 @@ pub fn respond(
     }
     let answer = zone
         .read()
-        .expect("zone lock")
+        // A writer that panicked leaves the zone as it was before or after one
+        // service's change: still worth answering from.
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .resolve(question.name(), question.query_type());
     response.metadata.authoritative = answer.authoritative;
     response.answers = answer.answers;
@@ -111,8 +117,9 @@ fn limit(query: &Message) -> usize {
     }
 }
 
-/// Encodes the response; over UDP, one that does not fit loses its records and gets
-/// the TC bit, so the client asks again over TCP.
+/// Encodes the response. Over UDP, one that does not fit first drops its additional
+/// records (optional, RFC 2181 §9); if it still does not fit it loses every record
+/// and gets the TC bit, so the client asks again over TCP.
 fn finish(
     mut response: Message,
     rcode: ResponseCode,
@@ -126,7 +133,12 @@ fn finish(
         Transport::Udp => udp_limit,
         Transport::Tcp => usize::from(u16::MAX),
     };
-    let bytes = match response.to_vec() {
+    let mut encoded = response.to_vec();
+    if matches!(&encoded, Ok(b) if b.len() > max) && !response.additionals.is_empty() {
+        response.additionals.clear();
+        encoded = response.to_vec();
+    }
+    let bytes = match encoded {
         Ok(bytes) if bytes.len() <= max => bytes,
         Ok(_) => {
             response.answers.clear();
@@ -492,10 +504,9 @@ mod tests {
         );
     }
 
-    /// A headless service with enough endpoints that its answer passes 512 bytes.
-    fn big_zone() -> RwLock<Zone> {
-        let z = zone();
-        let endpoints = (0..60)
+    /// Adds headless `name` with `n` ready pods `pod-<i>` in cluster east.
+    fn with_pods(z: RwLock<Zone>, name: &str, n: usize) -> RwLock<Zone> {
+        let endpoints = (0..n)
             .map(|i| {
                 endpoint(
                     "east",
@@ -505,18 +516,20 @@ mod tests {
                 )
             })
             .collect();
-        z.write().unwrap().set(
-            "demo",
-            "big",
-            Some(Service {
-                namespace: "demo".into(),
-                name: "big".into(),
-                kind: Kind::Headless,
-                ports: vec![port("pg", 5432)],
-                endpoints,
-            }),
-        );
+        let service = Service {
+            namespace: "demo".into(),
+            name: name.into(),
+            kind: Kind::Headless,
+            ports: vec![port("pg", 5432)],
+            endpoints,
+        };
+        z.write().unwrap().set("demo", name, Some(service));
         z
+    }
+
+    /// A headless service with enough endpoints that its answer passes 512 bytes.
+    fn big_zone() -> RwLock<Zone> {
+        with_pods(zone(), "big", 60)
     }
 
     #[test]
@@ -536,7 +549,7 @@ mod tests {
         let mut edns = query("big.demo.svc.clusterset.local.", RecordType::A);
         let mut opt = Edns::new();
         opt.set_max_payload(4096);
-        edns.set_edns(opt);
+        edns.set_edns(opt.clone());
         let m = ask(&z, &edns, Transport::Udp);
         assert!(!m.metadata.truncation);
         assert_eq!(m.answers.len(), 60);
@@ -544,7 +557,16 @@ mod tests {
             m.edns.as_ref().map(|e| e.max_payload()),
             Some(OUR_UDP_PAYLOAD)
         );
-        // SRV with additionals does not fit in 1232: truncated.
+        // 18 SRV records (targets are never compressed) fit in 1232 bytes only without
+        // their targets' addresses: the additional section goes, nothing is truncated.
+        let mid = with_pods(RwLock::new(Zone::new(5, None)), "mid", 18);
+        let mut q = query("mid.demo.svc.clusterset.local.", RecordType::SRV);
+        q.set_edns(opt.clone());
+        let m = ask(&mid, &q, Transport::Udp);
+        assert!(!m.metadata.truncation);
+        assert_eq!((m.answers.len(), m.additionals.len()), (18, 0));
+        assert_eq!(ask(&mid, &q, Transport::Tcp).additionals.len(), 18);
+        // 60 SRV records do not fit even so: truncated.
         let srv = ask(
             &z,
             &{
@@ -588,6 +610,84 @@ mod tests {
             ResponseCode::Refused,
             "its PTR went too"
         );
+    }
+
+    #[test]
+    fn only_headless_services_have_endpoint_names() {
+        for name in [
+            "10-1-0-5.east.web.demo.svc.clusterset.local.",
+            "east.web.demo.svc.clusterset.local.",
+        ] {
+            let m = get(name, RecordType::A);
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        }
+    }
+
+    #[test]
+    fn dotted_cluster_ids_and_duplicate_endpoints() {
+        let z = zone();
+        let mut v6 = endpoint("us.east", Some("db-9"), "fd00::9", true);
+        v6.ports.push(port("pg", 5432));
+        z.write().unwrap().set(
+            "demo",
+            "dual",
+            Some(Service {
+                namespace: "demo".into(),
+                name: "dual".into(),
+                kind: Kind::Headless,
+                ports: vec![port("pg", 5432)],
+                endpoints: vec![
+                    endpoint("us.east", Some("db-9"), "10.3.0.9", true),
+                    // The same endpoint in a second slice, as can happen briefly.
+                    endpoint("us.east", Some("db-9"), "10.3.0.9", true),
+                    v6,
+                ],
+            }),
+        );
+        let own = "db-9.us.east.dual.demo.svc.clusterset.local.";
+        assert_eq!(
+            data(&ask(&z, &query(own, RecordType::A), Transport::Tcp)),
+            ["10.3.0.9"]
+        );
+        assert_eq!(
+            data(&ask(&z, &query(own, RecordType::AAAA), Transport::Tcp)),
+            ["fd00::9"]
+        );
+        for reserved in [
+            "us.east.dual.demo.svc.clusterset.local.",
+            "east.dual.demo.svc.clusterset.local.",
+        ] {
+            let m = ask(&z, &query(reserved, RecordType::A), Transport::Tcp);
+            assert!(
+                m.metadata.response_code == ResponseCode::NoError && soa_only(&m),
+                "{reserved}"
+            );
+        }
+        let srv = ask(
+            &z,
+            &query("dual.demo.svc.clusterset.local.", RecordType::SRV),
+            Transport::Tcp,
+        );
+        assert_eq!(
+            data(&srv),
+            [format!("0 100 5432 {own}")],
+            "one target, one port: one record"
+        );
+        assert_eq!(srv.additionals.len(), 2, "with its A and AAAA");
+        let a = ask(
+            &z,
+            &query("dual.demo.svc.clusterset.local.", RecordType::A),
+            Transport::Tcp,
+        );
+        assert_eq!(data(&a), ["10.3.0.9"]);
+    }
+
+    #[test]
+    fn zone_transfers_are_refused() {
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            let m = ask(&zone(), &query("clusterset.local.", qtype), Transport::Tcp);
+            assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{qtype}");
+        }
     }
 
     #[test]

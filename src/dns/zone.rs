@@ -53,8 +53,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// Ready endpoints with an address: the ones DNS answers with.
     fn ready(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.iter().filter(|e| e.ready)
+        self.endpoints
+            .iter()
+            .filter(|e| e.ready && !e.addresses.is_empty())
     }
 
     /// The ports SRV records name: the import's for a ClusterSetIP service, the
@@ -75,35 +78,64 @@ impl Service {
         name(&[&self.name, &self.namespace, "svc", "clusterset", "local"])
     }
 
-    /// The ready endpoints' own names with their addresses: the hostname, or the
-    /// address with dots and colons dashed, under the cluster ID.
-    fn endpoint_names(&self) -> Vec<(String, &str, IpAddr, &Endpoint)> {
-        let mut out = Vec::new();
+    /// A headless service's ready endpoints by their own names — the hostname, or the
+    /// address with dots and colons dashed, under the cluster ID — one entry per
+    /// (name, address) even when an endpoint shows up in two slices. Endpoints whose
+    /// name cannot be a DNS name (no or an over-long cluster ID) are left out.
+    fn endpoint_names(&self) -> Vec<Named<'_>> {
+        if matches!(self.kind, Kind::ClusterSetIp(_)) {
+            return Vec::new();
+        }
+        let mut out: Vec<Named> = Vec::new();
         for ep in self.ready() {
-            let Some(cluster) = ep.cluster.as_deref() else {
+            let Some(cluster) = ep.cluster.as_deref().filter(|c| !c.is_empty()) else {
                 continue;
             };
             for &ip in &ep.addresses {
                 let label = match &ep.hostname {
-                    Some(h) if crate::mcs::validate::is_dns_label(h) => h.clone(),
+                    Some(h) if crate::mcs::validate::is_dns_label(h) => h.to_ascii_lowercase(),
                     _ => dashed(ip),
                 };
-                out.push((label, cluster, ip, ep));
+                let text = format!(
+                    "{label}.{cluster}.{}.{}.svc.clusterset.local.",
+                    self.name, self.namespace
+                );
+                let Ok(fqdn) = Name::from_ascii(&text) else {
+                    continue;
+                };
+                if !out
+                    .iter()
+                    .any(|n| n.label == label && n.cluster == cluster && n.ip == ip)
+                {
+                    out.push(Named {
+                        label,
+                        cluster,
+                        ip,
+                        endpoint: ep,
+                        fqdn,
+                    });
+                }
             }
         }
         out
     }
+}
 
-    fn endpoint_fqdn(&self, label: &str, cluster: &str) -> Name {
-        name(&[
-            label,
-            cluster,
-            &self.name,
-            &self.namespace,
-            "svc",
-            "clusterset",
-            "local",
-        ])
+/// One ready endpoint address of a headless service, with its own name.
+struct Named<'a> {
+    label: String,
+    cluster: &'a str,
+    ip: IpAddr,
+    endpoint: &'a Endpoint,
+    fqdn: Name,
+}
+
+impl Named<'_> {
+    /// Whether the labels asked for name this endpoint's cluster, or (for a dotted
+    /// cluster ID) a name above it.
+    fn under_cluster(&self, labels: &str) -> bool {
+        let cluster = self.cluster.to_ascii_lowercase();
+        cluster == labels || cluster.ends_with(&format!(".{labels}"))
     }
 }
 
@@ -135,6 +167,9 @@ pub struct Answer {
 pub struct Zone {
     /// namespace → name → service, so a lookup borrows the asked labels.
     namespaces: HashMap<String, HashMap<String, Arc<Service>>>,
+    /// Kept as services come and go, for metrics read on every change.
+    service_count: usize,
+    endpoint_count: usize,
     reverse: HashMap<IpAddr, Vec<Name>>,
     serial: u32,
     ttl: u32,
@@ -146,6 +181,8 @@ impl Zone {
     pub fn new(ttl: u32, advertise: Option<IpAddr>) -> Zone {
         Zone {
             namespaces: HashMap::new(),
+            service_count: 0,
+            endpoint_count: 0,
             reverse: HashMap::new(),
             // Seconds since the epoch, as CoreDNS starts its serials, so a restarted
             // server never goes back in time.
@@ -162,11 +199,11 @@ impl Zone {
     }
 
     pub fn services(&self) -> usize {
-        self.namespaces.values().map(HashMap::len).sum()
+        self.service_count
     }
 
     pub fn endpoints(&self) -> usize {
-        self.all().map(|s| s.endpoints.len()).sum()
+        self.endpoint_count
     }
 
     fn get(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
@@ -178,6 +215,10 @@ impl Zone {
         let (namespace, name) = (namespace.to_ascii_lowercase(), name.to_ascii_lowercase());
         if service.as_ref() == self.get(&namespace, &name).map(|s| &**s) {
             return;
+        }
+        if let Some(s) = &service {
+            self.service_count += 1;
+            self.endpoint_count += s.endpoints.len();
         }
         let old = match service {
             Some(s) => {
@@ -202,6 +243,8 @@ impl Zone {
         };
         if let Some(old) = &old {
             self.index_reverse(old, false);
+            self.service_count -= 1;
+            self.endpoint_count -= old.endpoints.len();
         }
         self.serial = self.serial.wrapping_add(1);
     }
@@ -212,9 +255,7 @@ impl Zone {
         match &service.kind {
             Kind::ClusterSetIp(ips) => targets.extend(ips.iter().map(|ip| (*ip, service.fqdn()))),
             Kind::Headless => {
-                for (label, cluster, ip, _) in service.endpoint_names() {
-                    targets.push((ip, service.endpoint_fqdn(&label, cluster)));
-                }
+                targets.extend(service.endpoint_names().into_iter().map(|n| (n.ip, n.fqdn)));
             }
         }
         for (ip, target) in targets {
@@ -306,9 +347,7 @@ impl Zone {
                     }
                 }
             }
-            for (label, cluster, _, _) in service.endpoint_names() {
-                names.push(service.endpoint_fqdn(&label, cluster));
-            }
+            names.extend(service.endpoint_names().into_iter().map(|n| n.fqdn));
         }
         names.dedup();
         let mut out = String::new();
@@ -377,8 +416,11 @@ impl Question<'_> {
                 }
                 self.finish(true)
             }
-            ["svc"] => self.finish(!self.zone.namespaces.is_empty()),
-            [ns, "svc"] => self.finish(self.zone.namespaces.contains_key(*ns)),
+            ["svc"] => self.finish(self.zone.all().any(|s| s.exists())),
+            [ns, "svc"] => {
+                let services = self.zone.namespaces.get(*ns);
+                self.finish(services.is_some_and(|s| s.values().any(|s| s.exists())))
+            }
             [rest @ .., svc, ns, "svc"] => {
                 let service = self.zone.get(ns, svc).filter(|s| s.exists()).cloned();
                 match service {
@@ -419,26 +461,23 @@ impl Question<'_> {
                         .any(|p| p.protocol == proto && p.name.is_some()),
                 )
             }
-            // `<clusterid>.<svc>…` is reserved: it exists (endpoint names hang below it)
-            // but is never answered.
-            [cluster] => {
-                let found = service
-                    .endpoint_names()
-                    .iter()
-                    .any(|(_, c, _, _)| c.eq_ignore_ascii_case(cluster));
-                self.finish(found)
-            }
-            [host, cluster] => {
+            [host, cluster @ ..] => {
+                let names = service.endpoint_names();
+                // `<clusterid>.<svc>…` is reserved: it exists (endpoint names hang below
+                // it) but is never answered.
+                if names.iter().any(|n| n.under_cluster(&rest.join("."))) {
+                    return self.finish(true);
+                }
+                let cluster = cluster.join(".");
                 let mut found = false;
-                for (label, c, ip, _) in service.endpoint_names() {
-                    if label.eq_ignore_ascii_case(host) && c.eq_ignore_ascii_case(cluster) {
+                for n in names.iter().filter(|n| n.label == *host) {
+                    if n.cluster.eq_ignore_ascii_case(&cluster) {
                         found = true;
-                        self.address(ip);
+                        self.address(n.ip);
                     }
                 }
                 self.finish(found)
             }
-            _ => self.finish(false),
         }
     }
 
@@ -471,18 +510,7 @@ impl Question<'_> {
                     }
                 }
                 if self.wants(RecordType::SRV) {
-                    for (label, cluster, ip, ep) in service.endpoint_names() {
-                        let target = service.endpoint_fqdn(&label, cluster);
-                        let mut ports: Vec<u16> = ep.ports.iter().map(|p| p.port).collect();
-                        ports.sort_unstable();
-                        ports.dedup();
-                        for &port in &ports {
-                            self.srv(port, target.clone());
-                        }
-                        if !ports.is_empty() {
-                            self.glue(target, &[ip]);
-                        }
-                    }
+                    self.endpoint_srvs(service, |_| true);
                 }
             }
         }
@@ -504,19 +532,36 @@ impl Question<'_> {
                 true
             }
             Kind::Headless => {
-                let mut found = false;
-                for (label, cluster, ip, ep) in service.endpoint_names() {
-                    let Some(p) = ep.ports.iter().find(|p| matches(p)) else {
-                        continue;
-                    };
-                    found = true;
-                    if self.wants(RecordType::SRV) {
-                        let target = service.endpoint_fqdn(&label, cluster);
-                        self.srv(p.port, target.clone());
-                        self.glue(target, &[ip]);
-                    }
+                let found = service
+                    .endpoint_names()
+                    .iter()
+                    .any(|n| n.endpoint.ports.iter().any(matches));
+                if found && self.wants(RecordType::SRV) {
+                    self.endpoint_srvs(service, matches);
                 }
                 found
+            }
+        }
+    }
+
+    /// A headless service's SRV records for the ports `wanted` picks: one per endpoint
+    /// name and distinct port (a dual-stack endpoint is one target with two
+    /// addresses), each target's addresses as additional records.
+    fn endpoint_srvs(&mut self, service: &Service, wanted: impl Fn(&Port) -> bool) {
+        let mut seen: Vec<(&str, &str, u16)> = Vec::new();
+        let names = service.endpoint_names();
+        for n in &names {
+            let mut any = false;
+            for p in n.endpoint.ports.iter().filter(|p| wanted(p)) {
+                any = true;
+                let key = (n.label.as_str(), n.cluster, p.port);
+                if !seen.contains(&key) {
+                    seen.push(key);
+                    self.srv(p.port, n.fqdn.clone());
+                }
+            }
+            if any {
+                self.glue(n.fqdn.clone(), &[n.ip]);
             }
         }
     }
