@@ -21,6 +21,8 @@ use super::zone::Zone;
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// TCP connections served at once; more are closed as they arrive.
 const TCP_CONNECTIONS: usize = 1024;
+/// What the UDP socket may queue.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 /// How often a UDP thread looks up from its socket to see whether to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
@@ -153,6 +155,12 @@ impl DnsServer {
         let (udp, tcp) = bind_both(listen).await?;
         let addr = udp.local_addr()?;
         udp.set_read_timeout(Some(STOP_CHECK))?;
+        // Bursts from a few busy resolvers overflow the default receive buffer (each
+        // queued datagram costs ~1 KiB of it) and the kernel drops queries. The kernel
+        // caps this at net.core.rmem_max.
+        if let Err(e) = socket2::SockRef::from(&udp).set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+            tracing::warn!(error = %e, "cannot enlarge the UDP receive buffer");
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..udp_threads.max(1) {
