@@ -39,6 +39,10 @@ pub fn respond(
     let Ok(query) = Message::from_vec(request) else {
         return Some(header_only(request, ResponseCode::FormErr));
     };
+    let max = match transport {
+        Transport::Udp => limit(&query),
+        Transport::Tcp => usize::from(u16::MAX),
+    };
     let mut response = Message::response(query.metadata.id, query.metadata.op_code);
     response.metadata.recursion_desired = query.metadata.recursion_desired;
     response.metadata.checking_disabled = query.metadata.checking_disabled;
@@ -49,45 +53,21 @@ pub fn respond(
         ours.set_version(0);
         response.set_edns(ours);
         if edns.version() != 0 {
-            return Some(finish(
-                response,
-                ResponseCode::BADVERS,
-                None,
-                transport,
-                limit(&query),
-            ));
+            return Some(finish(response, ResponseCode::BADVERS, None, max));
         }
     }
     if query.metadata.op_code != OpCode::Query {
-        return Some(finish(
-            response,
-            ResponseCode::NotImp,
-            None,
-            transport,
-            limit(&query),
-        ));
+        return Some(finish(response, ResponseCode::NotImp, None, max));
     }
     let [question] = query.queries.as_slice() else {
-        return Some(finish(
-            response,
-            ResponseCode::FormErr,
-            None,
-            transport,
-            limit(&query),
-        ));
+        return Some(finish(response, ResponseCode::FormErr, None, max));
     };
     let qtype = Some(question.query_type());
     // Zone transfers are not offered; other classes are not ours.
     if !matches!(question.query_class(), DNSClass::IN | DNSClass::ANY)
         || matches!(question.query_type(), RecordType::AXFR | RecordType::IXFR)
     {
-        return Some(finish(
-            response,
-            ResponseCode::Refused,
-            qtype,
-            transport,
-            limit(&query),
-        ));
+        return Some(finish(response, ResponseCode::Refused, qtype, max));
     }
     let answer = zone
         .read()
@@ -99,13 +79,7 @@ pub fn respond(
     response.answers = answer.answers;
     response.authorities = answer.authority;
     response.additionals = answer.additional;
-    Some(finish(
-        response,
-        answer.rcode,
-        qtype,
-        transport,
-        limit(&query),
-    ))
+    Some(finish(response, answer.rcode, qtype, max))
 }
 
 /// The largest UDP response the client takes: its EDNS0 size (at least 512, at most
@@ -117,22 +91,17 @@ fn limit(query: &Message) -> usize {
     }
 }
 
-/// Encodes the response. Over UDP, one that does not fit first drops its additional
-/// records (optional, RFC 2181 §9); if it still does not fit it loses every record
-/// and gets the TC bit, so the client asks again over TCP.
+/// Encodes the response within `max` bytes. One that does not fit first drops its
+/// additional records (optional, RFC 2181 §9); if it still does not fit it loses every
+/// record and gets the TC bit, so a UDP client asks again over TCP.
 fn finish(
     mut response: Message,
     rcode: ResponseCode,
     qtype: Option<RecordType>,
-    transport: Transport,
-    udp_limit: usize,
+    max: usize,
 ) -> Reply {
     response.metadata.message_type = MessageType::Response;
     response.metadata.response_code = rcode;
-    let max = match transport {
-        Transport::Udp => udp_limit,
-        Transport::Tcp => usize::from(u16::MAX),
-    };
     let mut encoded = response.to_vec();
     if matches!(&encoded, Ok(b) if b.len() > max) && !response.additionals.is_empty() {
         response.additionals.clear();
