@@ -337,6 +337,7 @@ async fn main() {
         data_dir: None,
         ip_family: IpFamily::Ipv4,
         upstream_crds: None,
+        controllers: Default::default(),
     })
     .await
     .unwrap();

@@ -32,6 +32,7 @@ async fn up(members: usize) -> (tempfile::TempDir, LocalClusterset) {
         data_dir: None,
         ip_family: IpFamily::Ipv4,
         upstream_crds: None,
+        controllers: Default::default(),
     };
     let local = LocalClusterset::up(&opts).await.unwrap();
     (dir, local)

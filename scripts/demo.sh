@@ -19,6 +19,10 @@ k config get-contexts
 for ctx in member-1 member-2 member-3; do
   k --context "$ctx" get clusterproperty cluster.clusterset.k8s.io
 done
+# Membership: each member joined with a bootstrap token and heart-beats to the hub.
+k --context hub get clusterregistrationrequests
+k --context hub wait managedclusters -A --all --for=condition=Ready --timeout=30s
+k --context hub get managedclusters -A -o wide
 k --context member-1 apply -f examples/web.yaml
 k --context member-1 rollout status deployment/web --timeout=30s
 k --context member-1 scale deployment web --replicas=3

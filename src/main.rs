@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use clusterset::apiserver::{ApiServer, Config};
 use clusterset::local::{self, IpFamily, LocalClusterset, UpOptions};
@@ -39,29 +40,88 @@ enum Command {
         /// clusterset-system labelled mcs.clusterset.io/member-kubeconfig.
         #[arg(long)]
         push: bool,
+        /// Approve every admissible registration request without `clusterset approve`.
+        #[arg(long)]
+        auto_approve: bool,
+        /// The clusterset's name, recorded in each member's ClusterProperty clusterset.k8s.io.
+        #[arg(long, default_value = "clusterset")]
+        clusterset_name: String,
+        /// A member whose heartbeat is older than this is not ready; its endpoints are
+        /// withdrawn from every import.
+        #[arg(long, default_value = "30s", value_parser = clusterset::roles::parse_duration)]
+        grace_period: std::time::Duration,
+        /// The least time between two changes of a member's readiness.
+        #[arg(long, default_value = "10s", value_parser = clusterset::roles::parse_duration)]
+        damping: std::time::Duration,
+        /// How long the hub token a joining member receives is valid.
+        #[arg(long, default_value = "8760h", value_parser = clusterset::roles::parse_duration)]
+        credential_ttl: std::time::Duration,
     },
-    /// The member agent: reports this cluster's exports to the hub and materialises imports.
+    /// The member agent: reports this cluster's exports to the hub and materialises
+    /// imports. Without --hub-kubeconfig/--hub-context it uses the credentials
+    /// `clusterset join` kept in the member, and heart-beats to the hub.
     Agent {
-        /// The member cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        #[arg(long)]
-        context: Option<String>,
+        #[command(flatten)]
+        member: MemberAccess,
         #[command(flatten)]
         hub: HubAccess,
         /// The member's cluster ID (default: its ClusterProperty cluster.clusterset.k8s.io).
         #[arg(long)]
         cluster_id: Option<String>,
+        /// How often a joined member renews its heartbeat Lease on the hub.
+        #[arg(long, default_value = "5s", value_parser = clusterset::roles::parse_duration)]
+        heartbeat_interval: std::time::Duration,
         #[command(flatten)]
         probes: Probes,
     },
+    /// Join this cluster (--kubeconfig/--context) to the hub in --hub-kubeconfig.
+    Join {
+        #[command(flatten)]
+        member: MemberAccess,
+        /// A kubeconfig naming the hub's server and CA (its user is not used).
+        #[arg(long)]
+        hub_kubeconfig: PathBuf,
+        /// A bootstrap token from `clusterset token create` on the hub.
+        #[arg(long, env = "CLUSTERSET_TOKEN")]
+        token: String,
+        /// The member's name on the hub (default: its cluster ID).
+        #[arg(long)]
+        name: Option<String>,
+        /// How long to wait for the hub's answer.
+        #[arg(long, default_value = "5m", value_parser = clusterset::roles::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Take this cluster out of its clusterset.
+    Leave {
+        #[command(flatten)]
+        member: MemberAccess,
+    },
+    /// Approve a cluster's registration request (by request name or cluster name).
+    Approve {
+        name: String,
+        #[command(flatten)]
+        hub: MemberAccess,
+        #[arg(long, default_value = "approved with clusterset approve")]
+        message: String,
+    },
+    /// Deny a cluster's registration request (by request name or cluster name).
+    Deny {
+        name: String,
+        #[command(flatten)]
+        hub: MemberAccess,
+        /// Why, for the joining cluster to read.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Bootstrap tokens on the hub, for `clusterset join`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The clusterset.local DNS server of one member, answering from its imports.
     Dns {
-        /// The member cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        #[arg(long)]
-        context: Option<String>,
+        #[command(flatten)]
+        member: MemberAccess,
         /// Where DNS is served, over UDP and TCP; port 0 picks a free port.
         #[arg(long, default_value = "0.0.0.0:53")]
         listen: SocketAddr,
@@ -100,6 +160,37 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a bootstrap token that lets clusters file registration requests.
+    Create {
+        #[command(flatten)]
+        hub: MemberAccess,
+        /// How long the token works.
+        #[arg(long, default_value = "24h", value_parser = clusterset::roles::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}
+
+/// The cluster a command acts on.
+#[derive(clap::Args)]
+struct MemberAccess {
+    /// The cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[arg(long)]
+    context: Option<String>,
+}
+
+impl MemberAccess {
+    fn access(self) -> clusterset::roles::ClusterAccess {
+        clusterset::roles::ClusterAccess {
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct HubAccess {
     /// The hub cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster).
@@ -115,6 +206,11 @@ impl HubAccess {
             kubeconfig: self.hub_kubeconfig,
             context: self.hub_context,
         }
+    }
+
+    /// The hub when one is named.
+    fn given(self) -> Option<clusterset::roles::ClusterAccess> {
+        (self.hub_kubeconfig.is_some() || self.hub_context.is_some()).then(|| self.access())
     }
 }
 
@@ -146,6 +242,15 @@ enum LocalCommand {
         /// the generated ones.
         #[arg(long)]
         upstream_crds: Option<PathBuf>,
+        /// How often members renew their heartbeat Lease on the hub.
+        #[arg(long, default_value = "5s", value_parser = clusterset::roles::parse_duration)]
+        heartbeat_interval: std::time::Duration,
+        /// A member whose heartbeat is older than this loses its endpoints everywhere.
+        #[arg(long, default_value = "30s", value_parser = clusterset::roles::parse_duration)]
+        grace_period: std::time::Duration,
+        /// The least time between two changes of a member's readiness.
+        #[arg(long, default_value = "10s", value_parser = clusterset::roles::parse_duration)]
+        damping: std::time::Duration,
     },
     /// Stop the clusterset running in DIR.
     Down {
@@ -175,6 +280,9 @@ async fn local(command: LocalCommand) -> anyhow::Result<()> {
             data_dir,
             ip_family,
             upstream_crds,
+            heartbeat_interval,
+            grace_period,
+            damping,
         } => {
             let started = std::time::Instant::now();
             let opts = UpOptions {
@@ -183,6 +291,13 @@ async fn local(command: LocalCommand) -> anyhow::Result<()> {
                 data_dir,
                 ip_family,
                 upstream_crds,
+                controllers: local::controllers::ControllerOptions {
+                    health: clusterset::membership::health::HealthConfig {
+                        grace: grace_period,
+                        damping,
+                    },
+                    heartbeat: heartbeat_interval,
+                },
             };
             let clusterset = LocalClusterset::up(&opts).await?;
             println!(
@@ -246,48 +361,113 @@ async fn run(command: Command) -> anyhow::Result<()> {
             probes,
             clusterset_ip_cidrs,
             push,
+            auto_approve,
+            clusterset_name,
+            grace_period,
+            damping,
+            credential_ttl,
         } => {
             clusterset::roles::run_hub(clusterset::roles::HubOptions {
                 hub: hub.access(),
                 probe_listen: probes.probe_listen,
                 workers: probes.workers,
                 clusterset_ip_cidrs,
+                registration: clusterset::membership::registrar::RegistrarConfig {
+                    auto_approve,
+                    clusterset: clusterset_name,
+                    credential_ttl,
+                },
+                health: clusterset::membership::health::HealthConfig {
+                    grace: grace_period,
+                    damping,
+                },
                 push,
             })
             .await
         }
         Command::Agent {
-            kubeconfig,
-            context,
+            member,
             hub,
             cluster_id,
+            heartbeat_interval,
             probes,
         } => {
             clusterset::roles::run_agent(clusterset::roles::AgentOptions {
-                member: clusterset::roles::ClusterAccess {
-                    kubeconfig,
-                    context,
-                },
-                hub: hub.access(),
+                member: member.access(),
+                hub: hub.given(),
+                heartbeat: heartbeat_interval,
                 cluster_id,
                 probe_listen: probes.probe_listen,
                 workers: probes.workers,
             })
             .await
         }
+        Command::Join {
+            member,
+            hub_kubeconfig,
+            token,
+            name,
+            timeout,
+        } => {
+            let client = member.access().client().await.context("member cluster")?;
+            let hub = kube::config::Kubeconfig::read_from(&hub_kubeconfig)
+                .with_context(|| format!("cannot read {}", hub_kubeconfig.display()))?;
+            let opts = clusterset::membership::join::JoinOptions { name, timeout };
+            let joined = clusterset::membership::join::join(&client, &hub, &token, &opts).await?;
+            let c = &joined.credentials;
+            match joined.already {
+                true => println!("already a member as {} (cluster ID {})", c.cluster_name, c.cluster_id),
+                false => println!(
+                    "joined as {} (cluster ID {}, hub namespace {}); the agent picks up Secret clusterset-system/clusterset-hub",
+                    c.cluster_name, c.cluster_id, c.namespace
+                ),
+            }
+            Ok(())
+        }
+        Command::Leave { member } => {
+            let client = member.access().client().await.context("member cluster")?;
+            let left = clusterset::membership::join::leave(&client).await?;
+            println!(
+                "{} (cluster ID {}) left the clusterset",
+                left.cluster_name, left.cluster_id
+            );
+            Ok(())
+        }
+        Command::Approve { name, hub, message } => {
+            let client = hub.access().client().await.context("hub cluster")?;
+            let request =
+                clusterset::membership::join::answer_request(&client, &name, true, &message)
+                    .await?;
+            println!("clusterregistrationrequest/{request} approved");
+            Ok(())
+        }
+        Command::Deny { name, hub, reason } => {
+            let client = hub.access().client().await.context("hub cluster")?;
+            let request =
+                clusterset::membership::join::answer_request(&client, &name, false, &reason)
+                    .await?;
+            println!("clusterregistrationrequest/{request} denied");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create { hub, ttl },
+        } => {
+            let client = hub.access().client().await.context("hub cluster")?;
+            println!(
+                "{}",
+                clusterset::membership::join::create_token(&client, ttl).await?
+            );
+            Ok(())
+        }
         Command::Dns {
-            kubeconfig,
-            context,
+            member,
             listen,
             ttl,
             udp_threads,
             probe_listen,
         } => {
             clusterset::roles::run_dns(clusterset::roles::DnsOptions {
-                member: clusterset::roles::ClusterAccess {
-                    kubeconfig,
-                    context,
-                },
+                member: member.access(),
                 listen,
                 ttl,
                 udp_threads: udp_threads

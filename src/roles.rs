@@ -19,6 +19,10 @@ use crate::api::about::{ClusterProperty, CLUSTER_ID};
 use crate::mcs::agent::Agent;
 use crate::mcs::hub::Hub;
 use crate::mcs::metrics::Metrics;
+use crate::membership::health::{Health, HealthConfig};
+use crate::membership::member::{Member, MemberConfig};
+use crate::membership::metrics::MembershipMetrics;
+use crate::membership::registrar::{Registrar, RegistrarConfig};
 use crate::runtime::probes;
 
 /// Where a role finds a cluster: a kubeconfig file and context, or (neither given)
@@ -53,6 +57,8 @@ pub struct HubOptions {
     pub probe_listen: SocketAddr,
     pub workers: usize,
     pub clusterset_ip_cidrs: Vec<ipnet::IpNet>,
+    pub registration: RegistrarConfig,
+    pub health: HealthConfig,
     /// Also run the agent for every member whose kubeconfig is in a Secret of
     /// [`PUSH_NAMESPACE`] labelled [`PUSH_LABEL`].
     pub push: bool,
@@ -60,7 +66,10 @@ pub struct HubOptions {
 
 pub struct AgentOptions {
     pub member: ClusterAccess,
-    pub hub: ClusterAccess,
+    /// The hub, reached directly; without it the agent follows the credentials that
+    /// `clusterset join` kept in the member, and heart-beats.
+    pub hub: Option<ClusterAccess>,
+    pub heartbeat: std::time::Duration,
     /// The member's cluster ID; read from its ClusterProperty when not given.
     pub cluster_id: Option<String>,
     pub probe_listen: SocketAddr,
@@ -89,22 +98,34 @@ pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
         Metrics::new("hub"),
         &opts.clusterset_ip_cidrs,
     );
+    let membership = MembershipMetrics::new(&hub.metrics.registry);
+    let health = Health::new(client.clone(), hub.clone(), opts.health, membership.clone());
+    let registrar = Registrar::new(client.clone(), opts.registration, membership);
     let push = opts.push.then(|| Arc::new(Push::new(client, opts.workers)));
     let ready: probes::Readiness = {
-        let (hub, push) = (hub.clone(), push.clone());
+        let (hub, registrar, health, push) =
+            (hub.clone(), registrar.clone(), health.clone(), push.clone());
         Arc::new(move || {
             hub.readiness()?;
+            registrar.readiness()?;
+            health.readiness()?;
             push.as_ref().map_or(Ok(()), |p| p.readiness())
         })
     };
     let registry = hub.metrics.registry.clone();
     serve_until_signal(opts.probe_listen, registry, ready, async move {
-        let hub_task = hub.run(opts.workers);
+        let controllers = futures::future::join3(
+            hub.run(opts.workers),
+            registrar.run(opts.workers),
+            health.run(),
+        );
         match push {
             Some(push) => {
-                futures::future::join(hub_task, push.run()).await;
+                futures::future::join(controllers, push.run()).await;
             }
-            None => hub_task.await,
+            None => {
+                controllers.await;
+            }
         }
     })
     .await
@@ -113,7 +134,20 @@ pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
 /// Runs one member's agent until a signal arrives.
 pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
     let member = opts.member.client().await.context("member cluster")?;
-    let hub = opts.hub.client().await.context("hub cluster")?;
+    let Some(hub) = opts.hub else {
+        let config = MemberConfig {
+            heartbeat: opts.heartbeat,
+            workers: opts.workers,
+        };
+        let joined = Member::new(member, config, Metrics::new("agent"));
+        let ready: probes::Readiness = {
+            let joined = joined.clone();
+            Arc::new(move || joined.readiness())
+        };
+        let registry = joined.metrics.registry.clone();
+        return serve_until_signal(opts.probe_listen, registry, ready, joined.run()).await;
+    };
+    let hub = hub.client().await.context("hub cluster")?;
     let cluster = match opts.cluster_id {
         Some(id) => id,
         None => cluster_id(&member).await?,
@@ -315,5 +349,31 @@ impl Push {
             cluster,
             Metrics::new("agent"),
         ))
+    }
+}
+
+/// A duration flag: "30s", "500ms", "2m", "1h 30m" (or ISO 8601, "PT30S").
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration such as 30s, 500ms or 2m: {e}"))?;
+    std::time::Duration::try_from(duration).map_err(|_| format!("{text:?} is negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration("-5s").unwrap_err().contains("negative"));
     }
 }

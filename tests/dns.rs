@@ -115,6 +115,7 @@ impl Set {
             data_dir: None,
             ip_family: IpFamily::Ipv4,
             upstream_crds: None,
+            controllers: Default::default(),
         };
         let local = LocalClusterset::up(&opts).await.unwrap();
         Set { local, _dir: dir }

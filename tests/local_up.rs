@@ -20,6 +20,7 @@ fn options(dir: &Path, members: usize) -> UpOptions {
         data_dir: None,
         ip_family: IpFamily::Ipv4,
         upstream_crds: None,
+        controllers: Default::default(),
     }
 }
 

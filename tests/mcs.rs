@@ -33,6 +33,7 @@ impl Set {
             data_dir: None,
             ip_family: IpFamily::Ipv4,
             upstream_crds: upstream.then(upstream_crds_dir),
+            controllers: Default::default(),
         };
         let local = LocalClusterset::up(&opts).await.unwrap();
         Set { local, _dir: dir }
@@ -838,9 +839,12 @@ async fn controllers_restarted_at_any_moment_converge_to_the_same_objects() {
     set.workload("member-1", "demo", "d", 1, json!({}));
     set.export("member-1", "demo", "d");
     set.local.controllers = Some(
-        clusterset::local::controllers::Controllers::start(&set.local.clusters)
-            .await
-            .unwrap(),
+        clusterset::local::controllers::Controllers::start(
+            &set.local.clusters,
+            &set.local.controller_options,
+        )
+        .await
+        .unwrap(),
     );
 
     set.wait_endpoints("member-3", "demo", "d", "are one pod", |e| e.len() == 1)
@@ -996,9 +1000,12 @@ async fn controllers_killed_mid_sync_converge_without_duplicates() {
     set.local.controllers = None;
     let at_kill = count().await;
     set.local.controllers = Some(
-        clusterset::local::controllers::Controllers::start(&set.local.clusters)
-            .await
-            .unwrap(),
+        clusterset::local::controllers::Controllers::start(
+            &set.local.clusters,
+            &set.local.controller_options,
+        )
+        .await
+        .unwrap(),
     );
 
     for member in ["member-1", "member-2"] {

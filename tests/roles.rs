@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clusterset::api::multicluster::ServiceImport;
 use clusterset::apiserver::SimConfig;
-use common::{eventually, TestServer};
+use common::{eventually, free_port, TestServer};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -40,14 +40,6 @@ async fn cluster(sim: bool) -> TestServer {
         create(&t.client, serde_json::to_value(crd).unwrap()).await;
     }
     t
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Role(Child);

@@ -2,6 +2,7 @@
 //! `crds/` is generated from them (`make crds`).
 
 pub mod about;
+pub mod clusters;
 pub mod multicluster;
 pub mod records;
 
@@ -15,6 +16,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         multicluster::service_import_crd(),
     ];
     crds.extend(records::crds());
+    crds.extend(clusters::crds());
     for crd in &mut crds {
         for version in &mut crd.spec.versions {
             if let Some(schema) = version

@@ -147,6 +147,13 @@ fn check_access(
                 p.name.as_deref().unwrap_or_default(),
             );
             a.subresource = p.subresource.clone().unwrap_or_default();
+            // As kube-apiserver does, a list or watch of one name (fieldSelector
+            // metadata.name=X) is authorized for that name, so resourceNames rules apply.
+            if a.name.is_empty() && matches!(a.verb.as_str(), "list" | "watch") {
+                if let Some(name) = single_name_selector(query) {
+                    a.name = name;
+                }
+            }
             // kube-apiserver authorizes a namespace as living in itself.
             if p.group.is_empty() && p.plural == "namespaces" {
                 a.namespace = a.name.clone();
@@ -160,6 +167,15 @@ fn check_access(
     };
     auth.authorize(&user, &attrs)?;
     Ok(user)
+}
+
+/// `X` when the field selector is exactly `metadata.name=X` (or `==`).
+fn single_name_selector(query: &Query) -> Option<String> {
+    let selector = query.get("fieldSelector")?;
+    let name = selector
+        .strip_prefix("metadata.name==")
+        .or_else(|| selector.strip_prefix("metadata.name="))?;
+    (!name.is_empty() && !name.contains(',')).then(|| name.to_string())
 }
 
 fn verb_of(method: &Method, path: &ResourcePath, query: &Query) -> &'static str {
@@ -293,14 +309,26 @@ async fn token_request(app: &App, ns: &str, name: &str, req: Request) -> ApiResu
         .get(&gr, ns, name)
         .ok_or_else(|| ApiError::not_found(&gr, name))?;
     let uid = super::objects::uid(&sa.value()).to_string();
-    let hour_from_now = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    // kube-apiserver's defaults and floor for spec.expirationSeconds.
+    let seconds = request["spec"]["expirationSeconds"]
+        .as_i64()
+        .unwrap_or(3600);
+    if seconds < 600 {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("TokenRequest.authentication.k8s.io \"{name}\" is invalid: spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than 10 minutes"),
+        ));
+    }
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
     request["apiVersion"] = json!("authentication.k8s.io/v1");
     request["kind"] = json!("TokenRequest");
     request["metadata"] =
         json!({"name": name, "namespace": ns, "creationTimestamp": super::objects::now()});
+    request["spec"]["expirationSeconds"] = json!(seconds);
     request["status"] = json!({
-        "token": auth.service_account_token(ns, name, &uid),
-        "expirationTimestamp": hour_from_now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "token": auth.expiring_token(ns, name, &uid, expires.as_second()),
+        "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     });
     Ok(json_response(StatusCode::CREATED, &request))
 }

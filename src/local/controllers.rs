@@ -1,21 +1,28 @@
-//! The project's controllers in a local clusterset: the hub controller and one agent
-//! per member, each under its own ServiceAccount with the roles in `manifests/`
-//! (never as administrator, so a missing permission fails here as on a real cluster).
+//! The project's controllers in a local clusterset: the hub controller, registrar
+//! and health controller on the hub, and in each member the agent and its DNS
+//! server, each under its own ServiceAccount with the roles in `manifests/` (never as
+//! administrator, so a missing permission fails here as on a real cluster). Members
+//! join through the same flow as real clusters: a bootstrap token, a registration
+//! request the hub approves, credentials kept in the member.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::Cluster;
-use crate::api::records::{hub_namespace, SHARED_NAMESPACE};
 use crate::apiserver::resources::WriteOptions;
 use crate::apiserver::ApiServer;
 use crate::dns::Dns;
-use crate::mcs::agent::Agent;
 use crate::mcs::hub::Hub;
 use crate::mcs::metrics::Metrics;
+use crate::membership::health::{Health, HealthConfig};
+use crate::membership::join::{self, JoinOptions};
+use crate::membership::member::{Member, MemberConfig};
+use crate::membership::metrics::MembershipMetrics;
+use crate::membership::registrar::{Registrar, RegistrarConfig};
+use crate::membership::SYSTEM_NAMESPACE;
 
 const HUB_MANIFESTS: [&str; 2] = [
     include_str!("../../manifests/hub/namespaces.yaml"),
@@ -26,18 +33,36 @@ const MEMBER_MANIFESTS: [&str; 3] = [
     include_str!("../../manifests/member/rbac.yaml"),
     include_str!("../../manifests/member/dns-rbac.yaml"),
 ];
-/// Where the controllers' ServiceAccounts live, hub and members alike.
-const SYSTEM_NAMESPACE: &str = "clusterset-system";
-/// Each member's identity on the hub: a ServiceAccount in its own hub namespace.
-const MEMBER_HUB_ACCOUNT: &str = "clusterset-agent";
 const WORKERS: usize = 8;
 /// UDP threads of each member's DNS server: the machine's cores are shared by all.
 const DNS_UDP_THREADS: usize = 1;
+/// The name a local clusterset goes by in its members' `clusterset.k8s.io` property.
+pub const CLUSTERSET_NAME: &str = "local";
+
+/// How the local controllers judge and report health.
+#[derive(Clone, Copy, Debug)]
+pub struct ControllerOptions {
+    pub health: HealthConfig,
+    /// How often members renew their heartbeat.
+    pub heartbeat: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            health: HealthConfig::default(),
+            heartbeat: MemberConfig::default().heartbeat,
+        }
+    }
+}
 
 /// The running controllers; dropping this stops them.
 pub struct Controllers {
     pub hub: Arc<Hub>,
-    pub agents: Vec<Arc<Agent>>,
+    pub registrar: Arc<Registrar>,
+    pub health: Arc<Health>,
+    /// Each member's agent side, by member name.
+    pub members: Vec<(String, Arc<Member>)>,
     /// Each member's clusterset.local server, by member name.
     pub dns: Vec<(String, Dns)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -52,8 +77,9 @@ impl Drop for Controllers {
 }
 
 impl Controllers {
-    /// Installs accounts and roles, starts every controller and waits until all are ready.
-    pub async fn start(clusters: &[Cluster]) -> anyhow::Result<Self> {
+    /// Installs accounts and roles, starts the hub's controllers, joins every member
+    /// that has not joined yet, and waits until all are ready.
+    pub async fn start(clusters: &[Cluster], opts: &ControllerOptions) -> anyhow::Result<Self> {
         let hub_server = &clusters
             .iter()
             .find(|c| c.plan.cluster_id.is_none())
@@ -62,46 +88,44 @@ impl Controllers {
         for doc in HUB_MANIFESTS {
             apply_manifest(hub_server, doc).context("hub manifests")?;
         }
-        let hub = Hub::new(
-            hub_server.service_account_client(SYSTEM_NAMESPACE, "clusterset-hub")?,
-            Metrics::new("hub"),
-            &[],
+        let hub_client = hub_server.service_account_client(SYSTEM_NAMESPACE, "clusterset-hub")?;
+        let hub = Hub::new(hub_client.clone(), Metrics::new("hub"), &[]);
+        let membership = MembershipMetrics::new(&hub.metrics.registry);
+        let health = Health::new(
+            hub_client.clone(),
+            hub.clone(),
+            opts.health,
+            membership.clone(),
         );
-        let mut tasks = vec![tokio::spawn(hub.clone().run(WORKERS))];
-        let mut agents = Vec::new();
+        let registration = RegistrarConfig {
+            auto_approve: true,
+            clusterset: CLUSTERSET_NAME.into(),
+            ..RegistrarConfig::default()
+        };
+        let registrar = Registrar::new(hub_client, registration, membership);
+        let mut tasks = vec![
+            tokio::spawn(hub.clone().run(WORKERS)),
+            tokio::spawn(registrar.clone().run(WORKERS)),
+            tokio::spawn(health.clone().run()),
+        ];
+        let token = join::create_token(&hub_server.client(), Duration::from_secs(3600)).await?;
+        let bootstrap = kube::config::Kubeconfig::from_yaml(&hub_server.kubeconfig_yaml("hub"))?;
+        let joins = clusters
+            .iter()
+            .filter(|c| c.plan.cluster_id.is_some())
+            .map(|member| start_member(member, &bootstrap, &token, opts));
+        let mut members = Vec::new();
         let mut dns = Vec::new();
-        for member in clusters.iter().filter(|c| c.plan.cluster_id.is_some()) {
-            let id = member.plan.cluster_id.clone().expect("filtered");
-            grant_member(hub_server, &id).with_context(|| format!("hub access for {id}"))?;
-            for doc in MEMBER_MANIFESTS {
-                apply_manifest(&member.server, doc)
-                    .with_context(|| format!("manifests of {id}"))?;
-            }
-            let agent = Agent::new(
-                member
-                    .server
-                    .service_account_client(SYSTEM_NAMESPACE, "clusterset-agent")?,
-                hub_server.service_account_client(&hub_namespace(&id), MEMBER_HUB_ACCOUNT)?,
-                id.clone(),
-                Metrics::new("agent"),
-            );
-            tasks.push(tokio::spawn(agent.clone().run(WORKERS)));
-            agents.push(agent);
-            let server = Dns::start(
-                member
-                    .server
-                    .service_account_client(SYSTEM_NAMESPACE, "clusterset-dns")?,
-                "127.0.0.1:0".parse().expect("address"),
-                crate::dns::DEFAULT_TTL,
-                DNS_UDP_THREADS,
-            )
-            .await
-            .with_context(|| format!("DNS server of {id}"))?;
-            dns.push((member.plan.name.clone(), server));
+        for (name, member, server) in futures::future::try_join_all(joins).await? {
+            tasks.push(tokio::spawn(member.clone().run()));
+            members.push((name.clone(), member));
+            dns.push((name, server));
         }
         let controllers = Controllers {
             hub,
-            agents,
+            registrar,
+            health,
+            members,
             dns,
             tasks,
         };
@@ -112,11 +136,16 @@ impl Controllers {
     async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let not_ready: Vec<String> = std::iter::once(self.hub.readiness())
-                .chain(self.agents.iter().map(|a| a.readiness()))
-                .chain(self.dns.iter().map(|(_, d)| d.source.readiness()))
-                .filter_map(Result::err)
-                .collect();
+            let not_ready: Vec<String> = [
+                self.hub.readiness(),
+                self.registrar.readiness(),
+                self.health.readiness(),
+            ]
+            .into_iter()
+            .chain(self.members.iter().map(|(_, m)| m.readiness()))
+            .chain(self.dns.iter().map(|(_, d)| d.source.readiness()))
+            .filter_map(Result::err)
+            .collect();
             if not_ready.is_empty() {
                 return Ok(());
             }
@@ -128,27 +157,47 @@ impl Controllers {
     }
 }
 
-/// The member's hub namespace, its account there, and the two bindings that let it
-/// write its own records and read the shared imports: nothing else.
-fn grant_member(hub: &ApiServer, id: &str) -> anyhow::Result<()> {
-    let ns = hub_namespace(id);
-    let subject = json!([{"kind": "ServiceAccount", "name": MEMBER_HUB_ACCOUNT, "namespace": ns}]);
-    let objects = [
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": MEMBER_HUB_ACCOUNT, "namespace": ns}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "clusterset:member", "namespace": ns},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "clusterset:member"},
-            "subjects": subject}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": format!("clusterset:member:{ns}"), "namespace": SHARED_NAMESPACE},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "clusterset:member-reader"},
-            "subjects": subject}),
-    ];
-    for object in objects {
-        create_if_absent(hub, object)?;
+/// Installs the member's roles, joins it to the hub (unless it already is a member)
+/// and starts its DNS server; its agent side is returned to be run.
+async fn start_member(
+    member: &Cluster,
+    bootstrap: &kube::config::Kubeconfig,
+    token: &str,
+    opts: &ControllerOptions,
+) -> anyhow::Result<(String, Arc<Member>, Dns)> {
+    let name = member.plan.name.clone();
+    for doc in MEMBER_MANIFESTS {
+        apply_manifest(&member.server, doc).with_context(|| format!("manifests of {name}"))?;
     }
-    Ok(())
+    let join_opts = JoinOptions {
+        name: Some(name.clone()),
+        timeout: Duration::from_secs(30),
+    };
+    join::join(&member.server.client(), bootstrap, token, &join_opts)
+        .await
+        .with_context(|| format!("{name} cannot join the hub"))?;
+    let config = MemberConfig {
+        heartbeat: opts.heartbeat,
+        workers: WORKERS,
+    };
+    let agent_side = Member::new(
+        member
+            .server
+            .service_account_client(SYSTEM_NAMESPACE, "clusterset-agent")?,
+        config,
+        Metrics::new("agent"),
+    );
+    let dns = Dns::start(
+        member
+            .server
+            .service_account_client(SYSTEM_NAMESPACE, "clusterset-dns")?,
+        "127.0.0.1:0".parse().expect("address"),
+        crate::dns::DEFAULT_TTL,
+        DNS_UDP_THREADS,
+    )
+    .await
+    .with_context(|| format!("DNS server of {name}"))?;
+    Ok((name, agent_side, dns))
 }
 
 /// Creates every object of a YAML manifest that is not there yet (so a restart from

@@ -32,6 +32,8 @@ pub struct UpOptions {
     /// Install the MCS and about.k8s.io CRDs from these upstream files instead of the
     /// generated ones (the controllers must work with either).
     pub upstream_crds: Option<PathBuf>,
+    /// Heartbeat interval, grace period and damping.
+    pub controllers: controllers::ControllerOptions,
 }
 
 /// One running cluster of the local clusterset.
@@ -45,6 +47,8 @@ pub struct LocalClusterset {
     pub dir: PathBuf,
     pub clusters: Vec<Cluster>,
     pub controllers: Option<controllers::Controllers>,
+    /// What the controllers were started with (to start them again the same way).
+    pub controller_options: controllers::ControllerOptions,
     _lock: std::fs::File,
 }
 
@@ -85,11 +89,12 @@ impl LocalClusterset {
             .zip(servers)
             .map(|(plan, server)| Cluster { plan, server })
             .collect();
-        let controllers = controllers::Controllers::start(&clusters).await?;
+        let controllers = controllers::Controllers::start(&clusters, &opts.controllers).await?;
         let local = LocalClusterset {
             dir: opts.dir.clone(),
             clusters,
             controllers: Some(controllers),
+            controller_options: opts.controllers,
             _lock: lock,
         };
         local.write_files(&ca, &admin_token)?;

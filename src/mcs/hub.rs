@@ -21,6 +21,7 @@ use crate::api::records::{
     endpoint_record_name, record_name, EndpointRecord, EndpointRecordSpec, ExportRecord,
     ImportRecord, ImportRecordSpec, SHARED_NAMESPACE,
 };
+use crate::membership::health::Withdrawals;
 use crate::runtime::{self, Cache, Queue, ServiceKey};
 
 /// The field manager of everything the hub controller writes.
@@ -40,6 +41,8 @@ pub struct Hub {
     conflicts: Mutex<HashMap<ServiceKey, Vec<String>>>,
     /// Clusterset-wide VIPs, when the hub hands them out.
     vips: Option<Mutex<ClustersetIps>>,
+    /// Members whose endpoints are held back (their heartbeat is lost).
+    withdrawals: Arc<Withdrawals>,
 }
 
 pub(crate) fn record_key(r: &ExportRecord) -> Option<ServiceKey> {
@@ -71,7 +74,36 @@ impl Hub {
             metrics,
             conflicts: Mutex::new(HashMap::new()),
             vips,
+            withdrawals: Arc::new(Withdrawals::default()),
         })
+    }
+
+    /// The members whose endpoints are withdrawn, as the health controller decides.
+    pub fn withdrawals(&self) -> &Withdrawals {
+        &self.withdrawals
+    }
+
+    /// Reconciles every service the cluster exports (its health changed).
+    pub fn requeue_cluster(&self, cluster: &str) {
+        for record in self.records.all() {
+            if record.spec.cluster == cluster {
+                if let Some(key) = record_key(&record) {
+                    self.queue.add(key);
+                }
+            }
+        }
+    }
+
+    /// How many ready endpoints the cluster exports, over all its services.
+    pub fn endpoints_of(&self, cluster: &str) -> usize {
+        self.records
+            .all()
+            .iter()
+            .filter(|r| r.spec.cluster == cluster)
+            .flat_map(|r| &r.spec.endpoints)
+            .flat_map(|g| &g.endpoints)
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+            .count()
     }
 
     /// Ready once every cache has its first list.
@@ -112,6 +144,7 @@ impl Hub {
             this.records.wait_synced().await;
             this.imports.wait_synced().await;
             this.endpoints.wait_synced().await;
+            this.withdrawals.wait_synced().await;
             if let Some(vips) = &this.vips {
                 let mut vips = vips.lock().expect("vips lock");
                 for import in this.imports.all() {
@@ -172,10 +205,15 @@ impl Hub {
             return self.withdraw(key).await;
         };
         // Endpoints first: a member that sees the import then finds its endpoints too.
-        let clusters: BTreeSet<&str> = accepted.iter().map(|r| r.spec.cluster.as_str()).collect();
+        // A member whose heartbeat is lost keeps its export, but not its endpoints.
+        let live: Vec<_> = accepted
+            .iter()
+            .filter(|r| !self.withdrawals.contains(&r.spec.cluster))
+            .collect();
+        let clusters: BTreeSet<&str> = live.iter().map(|r| r.spec.cluster.as_str()).collect();
         let shared_endpoints: Api<EndpointRecord> =
             Api::namespaced(self.client.clone(), SHARED_NAMESPACE);
-        for record in &accepted {
+        for record in live {
             let spec = EndpointRecordSpec {
                 namespace: key.namespace.clone(),
                 service: key.name.clone(),

@@ -38,10 +38,11 @@ impl std::fmt::Display for ServiceKey {
 }
 
 /// The key of an object named like its service (a ServiceExport, a Service, a
-/// ServiceImport): its own namespace and name.
+/// ServiceImport): its own namespace and name (an empty namespace for cluster-scoped
+/// objects).
 pub fn own_key<K: Resource>(obj: &K) -> Option<ServiceKey> {
     Some(ServiceKey::new(
-        obj.meta().namespace.clone()?,
+        obj.meta().namespace.clone().unwrap_or_default(),
         obj.meta().name.clone()?,
     ))
 }
@@ -53,6 +54,8 @@ pub struct Cache<K> {
     inner: RwLock<Inner<K>>,
     index: fn(&K) -> Option<ServiceKey>,
     synced: watch::Sender<bool>,
+    /// The watch delivers: false from a watch error until the next event.
+    live: std::sync::atomic::AtomicBool,
 }
 
 struct Inner<K> {
@@ -109,7 +112,14 @@ where
             }),
             index,
             synced: watch::channel(false).0,
+            live: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether the watch is delivering (false while its API server is unreachable,
+    /// when the cache holds what it last saw).
+    pub fn is_live(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
@@ -175,9 +185,11 @@ where
                         tracing::info!(what, "watch restored");
                         failing = false;
                     }
+                    self.live.store(true, std::sync::atomic::Ordering::SeqCst);
                     event
                 }
                 Err(error) => {
+                    self.live.store(false, std::sync::atomic::Ordering::SeqCst);
                     if !failing {
                         tracing::warn!(what, %error, "watch failed; retrying with backoff, cache kept as it is");
                         failing = true;

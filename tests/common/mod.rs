@@ -29,6 +29,38 @@ impl TestServer {
         .await
     }
 
+    /// A server that authenticates (bearer tokens, ServiceAccount and bootstrap
+    /// tokens) and authorizes with RBAC, like a real cluster; `kubeconfig()` is the
+    /// administrator's. With `sim`, it also behaves like a member cluster.
+    pub async fn authenticating(sim: Option<SimConfig>) -> Self {
+        use clusterset::apiserver::auth::AuthConfig;
+        use clusterset::apiserver::rbac::{UserInfo, ALL_AUTHENTICATED, PRIVILEGED_GROUP};
+        use clusterset::apiserver::server::TlsConfig;
+        // kubectl sends tokens only over TLS.
+        let pki = tempfile::tempdir().expect("temp dir");
+        let ca = clusterset::pki::Ca::load_or_create(pki.path()).expect("a CA");
+        let pair = ca
+            .issue_server("test", &["127.0.0.1", "localhost"])
+            .expect("a server certificate");
+        Self::with_config(Config {
+            simulate: sim,
+            tls: Some(TlsConfig {
+                cert_pem: pair.cert_pem,
+                key_pem: pair.key_pem,
+                ca_pem: ca.cert_pem.clone(),
+            }),
+            auth: Some(AuthConfig {
+                tokens: vec![(
+                    "admin-token".into(),
+                    UserInfo::new("admin", [PRIVILEGED_GROUP, ALL_AUTHENTICATED]),
+                )],
+                service_account_key: b"test service account key".to_vec(),
+            }),
+            ..Config::default()
+        })
+        .await
+    }
+
     pub async fn with_config(config: Config) -> Self {
         let server = ApiServer::start(config).await.expect("server starts");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -145,4 +177,35 @@ pub fn upstream_crd(file: &str) -> PathBuf {
 
 pub fn upstream_crds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream-crds")
+}
+
+/// The A/AAAA answers `dig +short` gets for `name` from the DNS server at `server`.
+pub fn dig_short(server: std::net::SocketAddr, name: &str) -> Vec<String> {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "+short",
+            "+time=2",
+            "+tries=2",
+            name,
+        ])
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils; `make test` does)");
+    let mut answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    answers.sort();
+    answers
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port()
 }

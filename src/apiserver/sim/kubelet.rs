@@ -18,12 +18,13 @@ use serde_json::{json, Value};
 use super::cache::{Objects, Queue};
 use super::client::{Client, Kind, Outcome};
 use super::hash::digest;
-use super::{conditions, meta, pods, quantity};
+use super::{conditions, meta, pods};
 use crate::apiserver::controllers::Follower;
 use crate::apiserver::ipalloc::IpRange;
 use crate::apiserver::objects::{self, now};
 use crate::apiserver::resources::State;
 use crate::apiserver::store::{EventType, GroupResource, ObjectKey};
+use crate::quantity;
 
 /// Set to "false" on a Pod to make it Running but not Ready.
 pub const READY_ANNOTATION: &str = "clusterset.io/ready";

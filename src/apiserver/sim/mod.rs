@@ -27,7 +27,6 @@ mod kubelet;
 mod meta;
 mod nodes;
 mod pods;
-mod quantity;
 mod replicasets;
 mod scheduler;
 mod statefulsets;

@@ -11,11 +11,11 @@ use super::cache::Objects;
 use super::client::{Client, Kind, Outcome};
 use super::conditions;
 use super::pods;
-use super::quantity;
 use crate::apiserver::controllers::Follower;
 use crate::apiserver::objects::now;
 use crate::apiserver::resources::State;
 use crate::apiserver::store::{EventType, GroupResource, ObjectKey};
+use crate::quantity;
 
 #[derive(Default)]
 pub(crate) struct Scheduler {

@@ -1,5 +1,6 @@
-//! Resource quantities ("500m", "1.5", "16Gi", "1e3") as the scheduler compares
-//! them: CPU in millicores, everything else in whole units.
+//! Resource quantities ("500m", "1.5", "16Gi", "1e3"): the simulated scheduler
+//! compares them (CPU in millicores, everything else in whole units), and members
+//! report sums of their nodes' quantities to the hub.
 
 /// The value of a quantity in base units; `None` when it is not a quantity.
 pub fn parse(q: &str) -> Option<f64> {
@@ -49,9 +50,48 @@ pub fn units(q: &str) -> Option<i64> {
     parse(q).map(|v| v.ceil() as i64)
 }
 
+/// The sum of quantities in canonical form: a whole number with the largest binary
+/// suffix that divides it exactly ("48Gi", "12", "110"), or millis ("1500m").
+/// Quantities that do not parse count as zero.
+pub fn sum<'a>(quantities: impl IntoIterator<Item = &'a str>) -> String {
+    let total: i128 = quantities
+        .into_iter()
+        .filter_map(parse)
+        .map(|v| (v * 1000.0).round() as i128)
+        .sum();
+    if total % 1000 != 0 {
+        return format!("{total}m");
+    }
+    let whole = total / 1000;
+    for (suffix, power) in [
+        ("Ei", 6),
+        ("Pi", 5),
+        ("Ti", 4),
+        ("Gi", 3),
+        ("Mi", 2),
+        ("Ki", 1),
+    ] {
+        let unit = 1024i128.pow(power);
+        if whole != 0 && whole % unit == 0 {
+            return format!("{}{suffix}", whole / unit);
+        }
+    }
+    whole.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_keep_the_largest_exact_suffix() {
+        assert_eq!(sum(["16Gi", "16Gi", "16384Mi"]), "48Gi");
+        assert_eq!(sum(["4", "4", "500m"]), "8500m");
+        assert_eq!(sum(["110", "110"]), "220");
+        assert_eq!(sum(["1Ki", "1"]), "1025");
+        assert_eq!(sum(["junk"]), "0");
+        assert_eq!(sum([]), "0");
+    }
 
     #[test]
     fn quantities_in_every_notation() {

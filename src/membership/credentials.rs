@@ -1,0 +1,173 @@
+//! A member's hub credentials, as `join` receives them and keeps them in the member:
+//! the Secret `clusterset-system/clusterset-hub`, which the agent follows.
+
+use anyhow::Context;
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::SYSTEM_NAMESPACE;
+
+/// The member's Secret holding its hub credentials.
+pub const SECRET: &str = "clusterset-hub";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Credentials {
+    pub cluster_id: String,
+    /// The member's ManagedCluster name on the hub.
+    pub cluster_name: String,
+    /// The member's hub namespace.
+    pub namespace: String,
+    /// A kubeconfig for the hub that authenticates as the member.
+    pub kubeconfig: String,
+}
+
+const KEYS: [&str; 4] = ["cluster-id", "cluster-name", "namespace", "kubeconfig"];
+
+impl Credentials {
+    /// The Secret that keeps them.
+    pub fn secret(&self) -> Value {
+        let values = [
+            &self.cluster_id,
+            &self.cluster_name,
+            &self.namespace,
+            &self.kubeconfig,
+        ];
+        let data: serde_json::Map<String, Value> = KEYS
+            .iter()
+            .zip(values)
+            .map(|(k, v)| {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+                (k.to_string(), json!(encoded))
+            })
+            .collect();
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": SECRET, "namespace": SYSTEM_NAMESPACE},
+            "data": data,
+        })
+    }
+
+    pub fn from_secret(secret: &Secret) -> anyhow::Result<Self> {
+        let data = secret.data.clone().unwrap_or_default();
+        let field = |key: &str| -> anyhow::Result<String> {
+            let bytes = data
+                .get(key)
+                .with_context(|| format!("the Secret {SECRET} has no {key}"))?;
+            String::from_utf8(bytes.0.clone())
+                .with_context(|| format!("{key} in the Secret {SECRET} is not UTF-8"))
+        };
+        Ok(Credentials {
+            cluster_id: field(KEYS[0])?,
+            cluster_name: field(KEYS[1])?,
+            namespace: field(KEYS[2])?,
+            kubeconfig: field(KEYS[3])?,
+        })
+    }
+
+    /// The member's credentials, if it has joined.
+    pub async fn load(member: &Client) -> anyhow::Result<Option<Self>> {
+        let secrets: Api<Secret> = Api::namespaced(member.clone(), SYSTEM_NAMESPACE);
+        let secret = secrets
+            .get_opt(SECRET)
+            .await
+            .context("cannot read the member's hub credentials")?;
+        secret.as_ref().map(Self::from_secret).transpose()
+    }
+
+    /// Writes them into the member (creating or replacing the Secret).
+    pub async fn save(&self, member: &Client) -> anyhow::Result<()> {
+        let secrets: Api<Secret> = Api::namespaced(member.clone(), SYSTEM_NAMESPACE);
+        let mut secret: Secret = serde_json::from_value(self.secret())?;
+        let params = PostParams::default();
+        match secrets.create(&params, &secret).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let current = secrets.get(SECRET).await?;
+                secret.metadata.resource_version = current.metadata.resource_version;
+                secrets.replace(SECRET, &params, &secret).await?;
+            }
+            other => {
+                other?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The same identity at the hub `hub` points at (the hub may have moved).
+    pub fn at(&self, hub: &Kubeconfig) -> anyhow::Result<Self> {
+        // Read as plain YAML: kube's types keep the token behind a secrecy wrapper.
+        let stored: Value =
+            serde_yaml::from_str(&self.kubeconfig).context("the stored hub kubeconfig")?;
+        let token = stored["users"][0]["user"]["token"]
+            .as_str()
+            .context("the stored hub kubeconfig holds no token")?;
+        Ok(Credentials {
+            kubeconfig: with_token(hub, token, crate::api::clusters::MEMBER_ACCOUNT)?,
+            ..self.clone()
+        })
+    }
+
+    /// A client for the hub, as the member.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let kubeconfig =
+            Kubeconfig::from_yaml(&self.kubeconfig).context("the stored hub kubeconfig")?;
+        client(kubeconfig).await
+    }
+}
+
+/// A client from a kubeconfig's current context.
+pub async fn client(kubeconfig: Kubeconfig) -> anyhow::Result<Client> {
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A kubeconfig for the cluster `base`'s current context points at, presenting
+/// `token` and nothing else of `base`'s user. A CA file is inlined, since the result
+/// is kept in a Secret on another machine.
+pub fn with_token(base: &Kubeconfig, token: &str, user: &str) -> anyhow::Result<String> {
+    let context_name = base
+        .current_context
+        .as_deref()
+        .context("the hub kubeconfig has no current context")?;
+    let context = base
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .with_context(|| format!("the hub kubeconfig has no context {context_name}"))?;
+    let cluster = base
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .with_context(|| format!("the hub kubeconfig has no cluster {}", context.cluster))?;
+    let mut entry = json!({
+        "server": cluster.server.clone().context("the hub kubeconfig names no server")?,
+    });
+    if let Some(data) = &cluster.certificate_authority_data {
+        entry["certificate-authority-data"] = json!(data);
+    } else if let Some(file) = &cluster.certificate_authority {
+        let pem = std::fs::read(file).with_context(|| format!("cannot read the CA file {file}"))?;
+        entry["certificate-authority-data"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(pem));
+    }
+    if let Some(skip) = cluster.insecure_skip_tls_verify {
+        entry["insecure-skip-tls-verify"] = json!(skip);
+    }
+    if let Some(name) = &cluster.tls_server_name {
+        entry["tls-server-name"] = json!(name);
+    }
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "hub", "cluster": entry}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "hub", "context": {"cluster": "hub", "user": user}}],
+        "current-context": "hub",
+    });
+    Ok(serde_yaml::to_string(&doc)?)
+}

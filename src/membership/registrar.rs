@@ -1,0 +1,428 @@
+//! The hub's registrar: answers ClusterRegistrationRequests and provisions members.
+//!
+//! A request is checked (valid ID and name, no other cluster holding either), then
+//! approved — automatically when configured or when it comes from a cluster that is
+//! already a member — or left `Pending` for `clusterset approve`. Once approved the
+//! member gets its hub namespace, a ServiceAccount there bound to `clusterset:member`
+//! (its own namespace) and `clusterset:member-reader` (the shared imports), its
+//! ManagedCluster, and a token, which goes back in the request's status.
+//!
+//! A ManagedCluster carries a finalizer: when it is deleted (by `clusterset leave` or
+//! an administrator), the registrar removes the member's binding to the shared
+//! imports, its requests and its hub namespace (with its export records, so the hub
+//! controller withdraws its exports), then lets the ManagedCluster go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::metrics::MembershipMetrics;
+use super::{CLUSTER_ID_ANNOTATION, FINALIZER};
+use crate::api::clusters::{
+    ClusterRegistrationRequest, ClusterRegistrationRequestSpec, ManagedCluster, APPROVED, DENIED,
+    MEMBER_ACCOUNT, PENDING,
+};
+use crate::api::records::{hub_namespace, SHARED_NAMESPACE};
+use crate::mcs::validate::is_dns_subdomain;
+use crate::runtime::cache::own_key;
+use crate::runtime::{self, Cache, Queue, ServiceKey};
+
+/// The field manager of what the registrar writes.
+pub const MANAGER: &str = "clusterset-registrar";
+
+#[derive(Clone, Debug)]
+pub struct RegistrarConfig {
+    /// Approve every admissible request without waiting for `clusterset approve`.
+    pub auto_approve: bool,
+    /// The clusterset's name (members record it in their `clusterset.k8s.io` property).
+    pub clusterset: String,
+    /// How long a member's hub token is valid.
+    pub credential_ttl: Duration,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            auto_approve: false,
+            clusterset: "clusterset".into(),
+            credential_ttl: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+}
+
+pub struct Registrar {
+    client: Client,
+    config: RegistrarConfig,
+    requests: Arc<Cache<ClusterRegistrationRequest>>,
+    clusters: Arc<Cache<ManagedCluster>>,
+    /// Requests are keyed by name alone (they are cluster-scoped); ManagedClusters by
+    /// namespace and name.
+    queue: Arc<Queue<ServiceKey>>,
+    metrics: MembershipMetrics,
+}
+
+/// What the registrar decided about a request.
+enum Answer {
+    Deny(&'static str, String),
+    Wait,
+    Approve(&'static str),
+}
+
+impl Registrar {
+    pub fn new(client: Client, config: RegistrarConfig, metrics: MembershipMetrics) -> Arc<Self> {
+        Arc::new(Registrar {
+            client,
+            config,
+            requests: Cache::new(own_key),
+            clusters: Cache::new(own_key),
+            queue: Queue::new(),
+            metrics,
+        })
+    }
+
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.requests.is_synced() && self.clusters.is_synced() {
+            Ok(())
+        } else {
+            Err("registrar caches are not synced yet".into())
+        }
+    }
+
+    pub async fn run(self: Arc<Self>, workers: usize) {
+        let watches = futures::future::join(
+            self.requests.clone().run(
+                "clusterregistrationrequests",
+                Api::all(self.client.clone()),
+                watcher::Config::default(),
+                runtime::enqueue(&self.queue, own_key),
+            ),
+            self.clusters.clone().run(
+                "managedclusters",
+                Api::all(self.client.clone()),
+                watcher::Config::default(),
+                {
+                    // A member going away may free the ID a waiting request asks for.
+                    let (queue, requests) = (self.queue.clone(), self.requests.clone());
+                    move |c: &ManagedCluster| {
+                        if let Some(key) = own_key(c) {
+                            queue.add(key);
+                        }
+                        for r in requests.all() {
+                            queue.add(ServiceKey::new("", r.name_any()));
+                        }
+                    }
+                },
+            ),
+        );
+        let this = self.clone();
+        let work = async move {
+            this.requests.wait_synced().await;
+            this.clusters.wait_synced().await;
+            let registrar = this.clone();
+            this.queue
+                .clone()
+                .run(workers, move |key: ServiceKey| {
+                    let registrar = registrar.clone();
+                    async move {
+                        let result = match key.namespace.is_empty() {
+                            true => registrar.reconcile_request(&key.name).await,
+                            false => registrar.reconcile_cluster(&key).await,
+                        };
+                        registrar.count_requests();
+                        if let Err(error) = &result {
+                            tracing::warn!(%key, %error, "registrar reconcile failed; retrying");
+                        }
+                        result
+                    }
+                })
+                .await;
+        };
+        tokio::select! {
+            _ = watches => {},
+            () = work => {},
+        }
+    }
+
+    fn count_requests(&self) {
+        let requests = self.requests.all();
+        for result in [PENDING, APPROVED, DENIED, "New"] {
+            let n = requests
+                .iter()
+                .filter(|r| {
+                    let status = r.status.as_ref().and_then(|s| s.result.as_deref());
+                    status.unwrap_or("New") == result
+                })
+                .count();
+            self.metrics
+                .requests
+                .with_label_values(&[result])
+                .set(n as i64);
+        }
+    }
+
+    async fn reconcile_request(&self, name: &str) -> Result<(), kube::Error> {
+        let Some(request) = self.requests.get("", name) else {
+            return Ok(());
+        };
+        let status = request.status.clone().unwrap_or_default();
+        if status.is_answered() {
+            return Ok(());
+        }
+        match self.decide(&request.spec, status.result.as_deref()) {
+            Answer::Deny(reason, message) => {
+                tracing::info!(request = name, reason, %message, "registration denied");
+                self.answer(
+                    name,
+                    json!({"result": DENIED, "reason": reason, "message": message}),
+                )
+                .await
+            }
+            Answer::Wait if status.result.is_none() => {
+                let message = format!("waiting for `clusterset approve {name}` on the hub");
+                self.answer(
+                    name,
+                    json!({"result": PENDING, "reason": "AwaitingApproval", "message": message}),
+                )
+                .await
+            }
+            Answer::Wait => Ok(()),
+            Answer::Approve(reason) => {
+                let answer = self
+                    .provision(&request.spec, reason, status.reason.as_deref())
+                    .await?;
+                let Some(answer) = answer else {
+                    return Ok(());
+                };
+                tracing::info!(request = name, cluster = %request.spec.cluster_id, "registration approved");
+                self.answer(name, answer).await
+            }
+        }
+    }
+
+    /// Admission checks first (whatever an approver said), then who approves.
+    fn decide(&self, spec: &ClusterRegistrationRequestSpec, result: Option<&str>) -> Answer {
+        if let Err(why) = check_names(spec) {
+            return Answer::Deny("InvalidRequest", why);
+        }
+        let members = self.clusters.all();
+        let live = members
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none());
+        for member in live {
+            let same_cluster = member.spec.cluster_uid == spec.cluster_uid;
+            if member.spec.cluster_id == spec.cluster_id && !same_cluster {
+                return Answer::Deny(
+                    "ClusterIDInUse",
+                    format!(
+                        "cluster ID {} is already used by member {} (another cluster: its kube-system namespace has UID {}, this one {})",
+                        spec.cluster_id, member.name_any(), member.spec.cluster_uid, spec.cluster_uid
+                    ),
+                );
+            }
+            if member.name_any() == spec.cluster_name && member.spec.cluster_id != spec.cluster_id {
+                return Answer::Deny(
+                    "ClusterNameInUse",
+                    format!(
+                        "the name {} is already taken by the member with cluster ID {}; join with another --name",
+                        spec.cluster_name, member.spec.cluster_id
+                    ),
+                );
+            }
+        }
+        let rejoining = members.iter().any(|c| {
+            c.spec.cluster_id == spec.cluster_id && c.spec.cluster_uid == spec.cluster_uid
+        });
+        match result {
+            Some(APPROVED) => Answer::Approve("ApprovedByAdmin"),
+            _ if rejoining => Answer::Approve("AlreadyMember"),
+            _ if self.config.auto_approve => Answer::Approve("AutoApproved"),
+            _ => Answer::Wait,
+        }
+    }
+
+    /// The member's namespace, identity, bindings and ManagedCluster, then a token:
+    /// the status that answers the request (none while the member is still leaving).
+    async fn provision(
+        &self,
+        spec: &ClusterRegistrationRequestSpec,
+        reason: &'static str,
+        approver_reason: Option<&str>,
+    ) -> Result<Option<Value>, kube::Error> {
+        let ns = hub_namespace(&spec.cluster_id);
+        if let Some(leaving) = self
+            .clusters
+            .get(&ns, &spec.cluster_name)
+            .filter(|c| c.metadata.deletion_timestamp.is_some())
+        {
+            // Still being cleaned up after a leave; its deletion brings the request back.
+            tracing::info!(cluster = %leaving.name_any(), "request waits until the member has left");
+            return Ok(None);
+        }
+        let subject = json!([{"kind": "ServiceAccount", "name": MEMBER_ACCOUNT, "namespace": ns}]);
+        let c = &self.client;
+        create_if_absent(
+            &Api::<Namespace>::all(c.clone()),
+            json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "annotations": {CLUSTER_ID_ANNOTATION: spec.cluster_id}},
+            }),
+        )
+        .await?;
+        create_if_absent(
+            &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
+            json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": MEMBER_ACCOUNT, "namespace": ns},
+            }),
+        )
+        .await?;
+        for (binding_ns, name, role) in [
+            (
+                ns.as_str(),
+                "clusterset:member".to_string(),
+                "clusterset:member",
+            ),
+            (
+                SHARED_NAMESPACE,
+                format!("clusterset:member:{ns}"),
+                "clusterset:member-reader",
+            ),
+        ] {
+            create_if_absent(&Api::<RoleBinding>::namespaced(c.clone(), binding_ns), json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": binding_ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": subject,
+            }))
+            .await?;
+        }
+        let cluster = create_if_absent(
+            &Api::<ManagedCluster>::namespaced(c.clone(), &ns),
+            json!({
+                "apiVersion": "clusters.clusterset.io/v1alpha1", "kind": "ManagedCluster",
+                "metadata": {"name": spec.cluster_name, "namespace": ns, "finalizers": [FINALIZER]},
+                "spec": {"clusterId": spec.cluster_id, "clusterUid": spec.cluster_uid},
+            }),
+        )
+        .await?;
+        self.clusters.remember(cluster);
+        let token = self.token(&ns).await?;
+        Ok(Some(json!({
+            "result": APPROVED,
+            "reason": approver_reason.filter(|_| reason == "ApprovedByAdmin").unwrap_or(reason),
+            "message": format!("joined as {} in hub namespace {ns}", spec.cluster_name),
+            "namespace": ns,
+            "managedCluster": spec.cluster_name,
+            "token": token,
+            "clusterset": self.config.clusterset,
+        })))
+    }
+
+    /// A token for the member's ServiceAccount, through the TokenRequest API.
+    async fn token(&self, ns: &str) -> Result<String, kube::Error> {
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+        let request: TokenRequest = serde_json::from_value(json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": [], "expirationSeconds": self.config.credential_ttl.as_secs()},
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        let answer = accounts
+            .create_token_request(MEMBER_ACCOUNT, &PostParams::default(), &request)
+            .await?;
+        Ok(answer.status.map(|s| s.token).unwrap_or_default())
+    }
+
+    async fn answer(&self, name: &str, status: Value) -> Result<(), kube::Error> {
+        let api: Api<ClusterRegistrationRequest> = Api::all(self.client.clone());
+        let patch = json!({"status": status});
+        let written = self
+            .requests
+            .write_status(&api, MANAGER, name, &patch)
+            .await;
+        match written {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// A deleted ManagedCluster: clean up after the member, then let it go.
+    async fn reconcile_cluster(&self, key: &ServiceKey) -> Result<(), kube::Error> {
+        let Some(cluster) = self.clusters.get(&key.namespace, &key.name) else {
+            return Ok(());
+        };
+        let ours = cluster.finalizers().iter().any(|f| f == FINALIZER);
+        if cluster.metadata.deletion_timestamp.is_none() || !ours {
+            return Ok(());
+        }
+        let ns = &key.namespace;
+        tracing::info!(cluster = %cluster.spec.cluster_id, namespace = %ns, "member left; cleaning up");
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), SHARED_NAMESPACE);
+        runtime::delete(&bindings, &format!("clusterset:member:{ns}")).await?;
+        let requests: Api<ClusterRegistrationRequest> = Api::all(self.client.clone());
+        for request in self.requests.all() {
+            if request.spec.cluster_id == cluster.spec.cluster_id
+                && request.spec.cluster_uid == cluster.spec.cluster_uid
+            {
+                runtime::delete(&requests, &request.name_any()).await?;
+            }
+        }
+        runtime::delete(&Api::<Namespace>::all(self.client.clone()), ns).await?;
+        let remaining: Vec<String> = cluster
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        let api: Api<ManagedCluster> = Api::namespaced(self.client.clone(), ns);
+        let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": cluster.resource_version()}});
+        match api
+            .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+/// The ID must be a DNS subdomain of at most 128 characters (KEP-2149), the name an
+/// object name.
+fn check_names(spec: &ClusterRegistrationRequestSpec) -> Result<(), String> {
+    if spec.cluster_id.len() > 128 || !is_dns_subdomain(&spec.cluster_id) {
+        return Err(format!(
+            "cluster ID {:?} must be a DNS subdomain of at most 128 characters",
+            spec.cluster_id
+        ));
+    }
+    if !is_dns_subdomain(&spec.cluster_name) {
+        return Err(format!(
+            "cluster name {:?} must be a DNS subdomain (lowercase letters, digits, '-' and '.')",
+            spec.cluster_name
+        ));
+    }
+    if spec.cluster_uid.is_empty() {
+        return Err("clusterUid is empty".into());
+    }
+    Ok(())
+}
+
+/// Creates the object unless it exists; the object as it is on the server.
+async fn create_if_absent<K>(api: &Api<K>, object: Value) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let typed: K = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
+    let name = typed.meta().name.clone().unwrap_or_default();
+    match api.create(&PostParams::default(), &typed).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => api.get(&name).await,
+        other => other,
+    }
+}
