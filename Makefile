@@ -22,6 +22,7 @@ bench: bench-deps
 	$(CARGO) run --locked --release --example apiserver_bench
 	$(CARGO) run --locked --release --example mcs_bench
 	$(CARGO) run --locked --release --example dns_bench
+	$(CARGO) run --locked --release --example membership_bench
 
 # kubectl is the reference client the tests drive; fail early and clearly without it.
 # dig (bind9-dnsutils) asks the DNS servers; installed from Debian when missing.

@@ -388,15 +388,19 @@ async fn convergence(members: usize, services: usize) {
             .spawn()
             .unwrap()
     };
-    let mut children = vec![spawn(vec![
-        "hub".into(),
-        "--hub-kubeconfig".into(),
-        kc.into(),
-        "--hub-context".into(),
-        "hub".into(),
-        "--probe-listen".into(),
-        "127.0.0.1:0".into(),
-    ])];
+    let hub_probes = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hub_args: Vec<String> = ["hub", "--hub-kubeconfig", kc, "--hub-context", "hub"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--probe-listen".into(), format!("127.0.0.1:{hub_probes}")])
+        .collect();
+    let mut children = vec![spawn(hub_args.clone())];
+    // The agents use the hub credentials local up's join left in each member, and
+    // heart-beat, as deployed agents do.
     for m in member_names(&local) {
         children.push(spawn(vec![
             "agent".into(),
@@ -404,12 +408,6 @@ async fn convergence(members: usize, services: usize) {
             kc.into(),
             "--context".into(),
             m.clone(),
-            "--cluster-id".into(),
-            m.clone(),
-            "--hub-kubeconfig".into(),
-            kc.into(),
-            "--hub-context".into(),
-            "hub".into(),
             "--probe-listen".into(),
             "127.0.0.1:0".into(),
         ]));
@@ -442,10 +440,6 @@ async fn convergence(members: usize, services: usize) {
         .map(|c| peak_rss_kib(c.id()))
         .max()
         .unwrap_or(0);
-    for mut child in children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
     println!(
         "convergence, {services} services x {members} members{}: {:.1} s until every member imports every service with its endpoints; peak memory: hub {:.1} MiB, largest agent {:.1} MiB",
         if ok { String::new() } else { format!(" (NOT converged: {} of {want} service-member pairs after 300 s)", tracker.total_complete()) },
@@ -453,7 +447,106 @@ async fn convergence(members: usize, services: usize) {
         hub_peak as f64 / 1024.0,
         agent_peak as f64 / 1024.0,
     );
+    if ok {
+        hub_restart(
+            &local,
+            &tracker,
+            &mut children,
+            hub_args,
+            hub_probes,
+            services,
+        )
+        .await;
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     drop(dir);
+}
+
+/// The hub controller killed (SIGKILL) once everything has converged, 100 more
+/// services exported meanwhile, then started again: how long until it serves, until
+/// it has checked every one of the `services` it already decided, and until the
+/// members import the new ones.
+async fn hub_restart(
+    local: &LocalClusterset,
+    tracker: &Tracker,
+    children: &mut [std::process::Child],
+    hub_args: Vec<String>,
+    hub_probes: u16,
+    services: usize,
+) {
+    let _ = children[0].kill();
+    let _ = children[0].wait();
+    let c = client(local, "member-1");
+    let added: Vec<String> = (0..100).map(|i| format!("late{i}")).collect();
+    for n in &added {
+        service(&c, n).await;
+        export(&c, n).await;
+    }
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("clusterset");
+    let started = Instant::now();
+    children[0] = std::process::Command::new(binary)
+        .args(&hub_args)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let members = member_names(local).len();
+    let probe = |path: &'static str| async move {
+        let url = format!("http://127.0.0.1:{hub_probes}{path}");
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-s", "-f", &url])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        })
+        .await
+        .unwrap()
+    };
+    let mut ready = None;
+    let mut checked = None;
+    let mut imported = None;
+    while started.elapsed() < Duration::from_secs(120) && (checked.is_none() || imported.is_none())
+    {
+        if ready.is_none() && probe("/readyz").await.is_some() {
+            ready = Some(started.elapsed());
+        }
+        if ready.is_some() && checked.is_none() {
+            let reconciles: f64 = probe("/metrics")
+                .await
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("clusterset_hub_reconciles_total{controller=\"hub\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if reconciles >= (services + added.len()) as f64 {
+                checked = Some(started.elapsed());
+            }
+        }
+        if imported.is_none() && added.iter().all(|n| tracker.complete(n, 2) == members) {
+            imported = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = |d: Option<Duration>| {
+        d.map_or("never".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+    };
+    println!(
+        "hub restart with {services} exports x {members} members: ready in {}, every service checked in {}, 100 services exported while it was down imported everywhere in {} (goal: full convergence < 10 s)",
+        s(ready),
+        s(checked),
+        s(imported),
+    );
 }
 
 #[tokio::main]

@@ -95,6 +95,9 @@ enum Command {
     Leave {
         #[command(flatten)]
         member: MemberAccess,
+        /// Leave even if the hub cannot be told (then delete the ManagedCluster there).
+        #[arg(long)]
+        force: bool,
     },
     /// Approve a cluster's registration request (by request name or cluster name).
     Approve {
@@ -262,6 +265,12 @@ enum LocalCommand {
         #[arg(long, default_value = ".clusterset")]
         dir: PathBuf,
     },
+    /// Add one more member cluster to the running clusterset; it joins the hub with a
+    /// bootstrap token, as a real cluster does.
+    Join {
+        #[arg(long, default_value = ".clusterset")]
+        dir: PathBuf,
+    },
     /// Stop or start one cluster's API server (hub or a member), to try failures.
     Member {
         #[arg(value_parser = ["stop", "start"])]
@@ -315,6 +324,15 @@ async fn local(command: LocalCommand) -> anyhow::Result<()> {
             local::control_send(&dir, "down").await?;
             wait_for_exit(&dir).await;
             println!("clusterset in {} stopped", dir.display());
+            Ok(())
+        }
+        LocalCommand::Join { dir } => {
+            println!(
+                "{}",
+                local::control_send(&dir, "join")
+                    .await?
+                    .trim_start_matches("ok: ")
+            );
             Ok(())
         }
         LocalCommand::Status { dir } => {
@@ -424,9 +442,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Leave { member } => {
+        Command::Leave { member, force } => {
             let client = member.access().client().await.context("member cluster")?;
-            let left = clusterset::membership::join::leave(&client).await?;
+            let left = clusterset::membership::join::leave(&client, force).await?;
             println!(
                 "{} (cluster ID {}) left the clusterset",
                 left.cluster_name, left.cluster_id

@@ -114,11 +114,8 @@ pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
     };
     let registry = hub.metrics.registry.clone();
     serve_until_signal(opts.probe_listen, registry, ready, async move {
-        let controllers = futures::future::join3(
-            hub.run(opts.workers),
-            registrar.run(opts.workers),
-            health.run(),
-        );
+        let controllers =
+            futures::future::join3(hub.run(opts.workers), registrar.run(), health.run());
         match push {
             Some(push) => {
                 futures::future::join(controllers, push.run()).await;

@@ -356,6 +356,16 @@ fn the_command_line_contract() {
         status.stdout
     );
 
+    let joined = clusterset(&["local", "join"], &dir);
+    assert_eq!(joined.code, 0, "{}", joined.stderr);
+    assert_eq!(joined.stdout.trim(), "member-3 joined");
+    let status = clusterset(&["local", "status"], &dir).stdout;
+    assert_eq!(
+        status.lines().filter(|l| l.ends_with("Ready")).count(),
+        4,
+        "{status}"
+    );
+
     let stop = clusterset(&["local", "member", "stop", "member-2"], &dir);
     assert_eq!(stop.code, 0, "{}", stop.stderr);
     let status = clusterset(&["local", "status"], &dir).stdout;

@@ -77,11 +77,12 @@ pub struct RegistrationStatus {
 }
 
 impl RegistrationStatus {
-    /// Whether the request has its final answer: denied, or approved with credentials.
-    pub fn is_answered(&self) -> bool {
+    /// Whether the hub is done with the request: denied, or approved and the member
+    /// provisioned (its token stays until the member has collected it).
+    pub fn is_settled(&self) -> bool {
         match self.result.as_deref() {
             Some(DENIED) => true,
-            Some(APPROVED) => self.token.is_some(),
+            Some(APPROVED) => self.managed_cluster.is_some(),
             _ => false,
         }
     }

@@ -198,7 +198,9 @@ fn bootstrap_token(state: &State, token: &str) -> Option<UserInfo> {
     let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
     let same_secret =
         field("token-secret").is_some_and(|s| digest(&s).as_ref() == digest(secret).as_ref());
-    if !same_secret || field("usage-bootstrap-authentication").as_deref() != Some("true") {
+    let usable = field("token-id").as_deref() == Some(id)
+        && field("usage-bootstrap-authentication").as_deref() == Some("true");
+    if !same_secret || !usable {
         return None;
     }
     if let Some(expiration) = field("expiration") {
@@ -210,10 +212,15 @@ fn bootstrap_token(state: &State, token: &str) -> Option<UserInfo> {
     let mut groups = vec![BOOTSTRAPPERS.to_string()];
     for extra in field("auth-extra-groups").unwrap_or_default().split(',') {
         let extra = extra.trim();
-        // kube refuses groups outside system:bootstrappers: a token cannot claim admin.
-        if extra.starts_with(&format!("{BOOTSTRAPPERS}:")) {
-            groups.push(extra.to_string());
+        if extra.is_empty() {
+            continue;
         }
+        // As kube, a group outside system:bootstrappers invalidates the whole token: a
+        // token cannot claim admin.
+        if !extra.starts_with(&format!("{BOOTSTRAPPERS}:")) {
+            return None;
+        }
+        groups.push(extra.to_string());
     }
     groups.push(rbac::ALL_AUTHENTICATED.to_string());
     Some(UserInfo::new(format!("system:bootstrap:{id}"), groups))

@@ -4,7 +4,8 @@
 //! - `down` stops the clusterset;
 //! - `stop NAME` / `start NAME` stop and restart one cluster's API server (fault
 //!   injection: the port closes, the objects stay);
-//! - `status` reports which clusters serve.
+//! - `status` reports which clusters serve;
+//! - `join` starts one more member and joins it to the hub.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,9 +57,13 @@ async fn handle(local: &LocalClusterset, stream: UnixStream) -> anyhow::Result<b
         ["down"] => ("ok: stopping".to_string(), true),
         ["status"] => (status(local).to_string(), false),
         ["stop", name] | ["start", name] => (stop_or_start(local, words[0], name).await, false),
+        ["join"] => match local.join_member().await {
+            Ok(name) => (format!("ok: {name} joined"), false),
+            Err(e) => (format!("error: {e:#}"), false),
+        },
         _ => (
             format!(
-                "error: unknown command {:?}; use down, status, stop NAME or start NAME",
+                "error: unknown command {:?}; use down, status, join, stop NAME or start NAME",
                 line.trim()
             ),
             false,

@@ -65,12 +65,14 @@ pub struct Controllers {
     pub members: Vec<(String, Arc<Member>)>,
     /// Each member's clusterset.local server, by member name.
     pub dns: Vec<(String, Dns)>,
+    /// The hub controller, registrar and health controller.
+    hub_tasks: Vec<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Controllers {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.hub_tasks.iter().chain(&self.tasks) {
             task.abort();
         }
     }
@@ -103,11 +105,12 @@ impl Controllers {
             ..RegistrarConfig::default()
         };
         let registrar = Registrar::new(hub_client, registration, membership);
-        let mut tasks = vec![
+        let hub_tasks = vec![
             tokio::spawn(hub.clone().run(WORKERS)),
-            tokio::spawn(registrar.clone().run(WORKERS)),
+            tokio::spawn(registrar.clone().run()),
             tokio::spawn(health.clone().run()),
         ];
+        let mut tasks = Vec::new();
         let token = join::create_token(&hub_server.client(), Duration::from_secs(3600)).await?;
         let bootstrap = kube::config::Kubeconfig::from_yaml(&hub_server.kubeconfig_yaml("hub"))?;
         let joins = clusters
@@ -127,10 +130,19 @@ impl Controllers {
             health,
             members,
             dns,
+            hub_tasks,
             tasks,
         };
         controllers.wait_ready(Duration::from_secs(10)).await?;
         Ok(controllers)
+    }
+
+    /// Stops the hub's controllers (fault injection: a `clusterset hub` process can
+    /// take their place); the members' agents and DNS servers go on.
+    pub fn stop_hub(&mut self) {
+        for task in self.hub_tasks.drain(..) {
+            task.abort();
+        }
     }
 
     async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
@@ -154,6 +166,48 @@ impl Controllers {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// A member added to a running local clusterset, with its agent side and DNS server.
+pub struct Joined {
+    pub cluster: Cluster,
+    pub member: Arc<Member>,
+    pub dns: Dns,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Joined {
+    /// Joins `cluster` to the hub (with a fresh bootstrap token) and runs its agent
+    /// side and DNS server until they are ready.
+    pub async fn start(
+        cluster: Cluster,
+        hub: &ApiServer,
+        opts: &ControllerOptions,
+    ) -> anyhow::Result<Self> {
+        let token = join::create_token(&hub.client(), Duration::from_secs(600)).await?;
+        let bootstrap = kube::config::Kubeconfig::from_yaml(&hub.kubeconfig_yaml("hub"))?;
+        let (_, member, dns) = start_member(&cluster, &bootstrap, &token, opts).await?;
+        let task = tokio::spawn(member.clone().run());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Err(why) = member.readiness().and(dns.source.readiness()) {
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{} not ready: {why}", cluster.plan.name);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(Joined {
+            cluster,
+            member,
+            dns,
+            task,
+        })
+    }
+
+    /// Stops its controllers; the cluster is left to shut down.
+    pub fn stop(self) -> Cluster {
+        self.task.abort();
+        self.cluster
     }
 }
 

@@ -49,7 +49,21 @@ pub struct LocalClusterset {
     pub controllers: Option<controllers::Controllers>,
     /// What the controllers were started with (to start them again the same way).
     pub controller_options: controllers::ControllerOptions,
+    /// Members added while running (`clusterset local join`).
+    joined: tokio::sync::Mutex<Vec<controllers::Joined>>,
+    /// What starting one more cluster takes.
+    setup: Setup,
     _lock: std::fs::File,
+}
+
+/// The clusters' shared trust and configuration.
+struct Setup {
+    ca: Ca,
+    admin_token: String,
+    sa_key: String,
+    data_dir: Option<PathBuf>,
+    crds: Vec<serde_json::Value>,
+    ip_family: IpFamily,
 }
 
 pub const READY_LINE: &str = "clusterset ready";
@@ -95,9 +109,18 @@ impl LocalClusterset {
             clusters,
             controllers: Some(controllers),
             controller_options: opts.controllers,
+            joined: tokio::sync::Mutex::new(Vec::new()),
+            setup: Setup {
+                ca,
+                admin_token,
+                sa_key,
+                data_dir: opts.data_dir.clone(),
+                crds,
+                ip_family: opts.ip_family,
+            },
             _lock: lock,
         };
-        local.write_files(&ca, &admin_token)?;
+        local.write_files(&local.joined.lock().await)?;
         Ok(local)
     }
 
@@ -113,26 +136,72 @@ impl LocalClusterset {
             .iter()
             .find(|(name, _)| name == member)
             .map(|(_, dns)| dns.addr)
+            .or_else(|| {
+                let joined = self.joined.try_lock().ok()?;
+                joined
+                    .iter()
+                    .find(|j| j.cluster.plan.name == member)
+                    .map(|j| j.dns.addr)
+            })
+    }
+
+    /// Starts one more member cluster and joins it through the registration flow;
+    /// kubeconfig and local.json then list it. Its name.
+    pub async fn join_member(&self) -> anyhow::Result<String> {
+        let mut joined = self.joined.lock().await;
+        let members = self.clusters.len() - 1 + joined.len() + 1;
+        if members > 99 {
+            bail!("a local clusterset has at most 99 members");
+        }
+        let plan = plan::plan(members, self.setup.ip_family)
+            .pop()
+            .expect("a plan has its members");
+        let s = &self.setup;
+        let server = start_cluster(
+            &plan,
+            &s.ca,
+            &s.admin_token,
+            &s.sa_key,
+            s.data_dir.as_deref(),
+            &s.crds,
+        )
+        .await?;
+        let hub = &self
+            .cluster("hub")
+            .context("a local clusterset has a hub")?
+            .server;
+        let cluster = Cluster { plan, server };
+        let member = controllers::Joined::start(cluster, hub, &self.controller_options).await?;
+        let name = member.cluster.plan.name.clone();
+        joined.push(member);
+        self.write_files(&joined)?;
+        Ok(name)
     }
 
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
 
-    fn write_files(&self, ca: &Ca, admin_token: &str) -> anyhow::Result<()> {
+    fn write_files(&self, joined: &[controllers::Joined]) -> anyhow::Result<()> {
         use base64::Engine;
-        let ca_data = base64::engine::general_purpose::STANDARD.encode(&ca.cert_pem);
-        let names: Vec<&str> = self.clusters.iter().map(|c| c.plan.name.as_str()).collect();
+        let ca_data = base64::engine::general_purpose::STANDARD.encode(&self.setup.ca.cert_pem);
+        let all: Vec<(&Cluster, Option<std::net::SocketAddr>)> = self
+            .clusters
+            .iter()
+            .map(|c| (c, self.dns_addr(&c.plan.name)))
+            .chain(joined.iter().map(|j| (&j.cluster, Some(j.dns.addr))))
+            .collect();
+        let names: Vec<&str> = all.iter().map(|(c, _)| c.plan.name.as_str()).collect();
         let kubeconfig = json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": self.clusters.iter().map(|c| json!({"name": c.plan.name, "cluster": {"server": c.server.url(), "certificate-authority-data": ca_data}})).collect::<Vec<_>>(),
-            "users": [{"name": "clusterset-admin", "user": {"token": admin_token}}],
+            "clusters": all.iter().map(|(c, _)| json!({"name": c.plan.name, "cluster": {"server": c.server.url(), "certificate-authority-data": ca_data}})).collect::<Vec<_>>(),
+            "users": [{"name": "clusterset-admin", "user": {"token": self.setup.admin_token}}],
             "contexts": names.iter().map(|n| json!({"name": n, "context": {"cluster": n, "user": "clusterset-admin"}})).collect::<Vec<_>>(),
             "current-context": "member-1",
         });
         let local = json!({
-            "clusters": self.clusters.iter().map(|c| c.plan.describe(&c.server.url(), self.dns_addr(&c.plan.name))).collect::<Vec<_>>(),
+            "clusters": all.iter().map(|(c, dns)| c.plan.describe(&c.server.url(), *dns)).collect::<Vec<_>>(),
         });
         crate::fsutil::write_private(
             &self.kubeconfig_path(),
@@ -159,7 +228,13 @@ impl LocalClusterset {
     pub async fn down(mut self) {
         // Controllers first, so none of them logs the servers going away.
         drop(self.controllers.take());
-        let stops = self.clusters.into_iter().map(|c| c.server.shutdown());
+        let joined = std::mem::take(self.joined.get_mut());
+        let joined: Vec<Cluster> = joined.into_iter().map(controllers::Joined::stop).collect();
+        let stops = self
+            .clusters
+            .into_iter()
+            .chain(joined)
+            .map(|c| c.server.shutdown());
         futures::future::join_all(stops).await;
         // Nothing answers at these addresses any more.
         for gone in [control::SOCKET, "local.json", "kubeconfig"] {

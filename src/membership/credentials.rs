@@ -96,18 +96,31 @@ impl Credentials {
         Ok(())
     }
 
-    /// The same identity at the hub `hub` points at (the hub may have moved).
-    pub fn at(&self, hub: &Kubeconfig) -> anyhow::Result<Self> {
+    /// The same identity at the hub `hub` points at, when it is the same hub (the
+    /// same CA; without a CA, the same server): a hub that moved keeps its members,
+    /// and the token is never shown to a server that is not the hub.
+    pub fn at(&self, hub: &Kubeconfig) -> anyhow::Result<Option<Self>> {
         // Read as plain YAML: kube's types keep the token behind a secrecy wrapper.
         let stored: Value =
             serde_yaml::from_str(&self.kubeconfig).context("the stored hub kubeconfig")?;
         let token = stored["users"][0]["user"]["token"]
             .as_str()
             .context("the stored hub kubeconfig holds no token")?;
-        Ok(Credentials {
-            kubeconfig: with_token(hub, token, crate::api::clusters::MEMBER_ACCOUNT)?,
+        let moved = with_token(hub, token, crate::api::clusters::MEMBER_ACCOUNT)?;
+        let now: Value = serde_yaml::from_str(&moved)?;
+        let (old, new) = (
+            &stored["clusters"][0]["cluster"],
+            &now["clusters"][0]["cluster"],
+        );
+        let ca = "certificate-authority-data";
+        let same_hub = match (old[ca].as_str(), new[ca].as_str()) {
+            (Some(a), Some(b)) => a == b,
+            _ => old["server"] == new["server"],
+        };
+        Ok(same_hub.then(|| Credentials {
+            kubeconfig: moved,
             ..self.clone()
-        })
+        }))
     }
 
     /// A client for the hub, as the member.

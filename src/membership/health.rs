@@ -105,7 +105,31 @@ struct Member {
     ready: bool,
     /// When `ready` last changed.
     changed: Option<Instant>,
+    /// When `lastHeartbeatTime` was last written.
+    reported: Option<Instant>,
+    /// The ManagedCluster's status does not say what was decided yet.
+    unwritten: bool,
 }
+
+impl Member {
+    /// A member seen for the first time: ready, with a full grace period.
+    fn new(cluster: &ManagedCluster, now: Instant) -> Self {
+        Member {
+            cluster_id: cluster.spec.cluster_id.clone(),
+            renew: None,
+            seen: Some(now),
+            ready: true,
+            changed: None,
+            reported: None,
+            unwritten: false,
+        }
+    }
+}
+
+/// How often `lastHeartbeatTime` is written while a member heart-beats: the Lease
+/// carries every heartbeat; the status only says the member is still there (as kubelets
+/// update Node status far less often than their Lease).
+const HEARTBEAT_REPORT_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Health {
     client: Client,
@@ -116,6 +140,8 @@ pub struct Health {
     members: Mutex<HashMap<(String, String), Member>>,
     /// The hub's API server was unreachable: nobody's heartbeat could be seen.
     blind: std::sync::atomic::AtomicBool,
+    /// Every member is silent at once (see [`Health::disrupted`]).
+    disruption: std::sync::atomic::AtomicBool,
     wake: Arc<Notify>,
     metrics: MembershipMetrics,
 }
@@ -138,6 +164,7 @@ impl Health {
             leases: Cache::new(own_key),
             members: Mutex::new(HashMap::new()),
             blind: std::sync::atomic::AtomicBool::new(false),
+            disruption: std::sync::atomic::AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             metrics,
         })
@@ -211,11 +238,10 @@ impl Health {
             members.insert(
                 key,
                 Member {
-                    cluster_id: cluster.spec.cluster_id.clone(),
                     renew,
                     seen: ready.then_some(now),
                     ready,
-                    changed: None,
+                    ..Member::new(&cluster, now)
                 },
             );
         }
@@ -250,24 +276,21 @@ impl Health {
     }
 
     /// Follows every member's Lease, publishes changes of readiness, and says when it
-    /// next needs to look (a grace period or damping running out).
+    /// next needs to look (a grace period or damping running out, a write to retry).
     async fn evaluate(&self) -> Option<Instant> {
         let now = Instant::now();
         if !self.see_again(now) {
             return None; // judged again once the watches deliver
         }
-        let mut changes = Vec::new();
         let mut next: Option<Instant> = None;
         let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
-        {
+        let writes = {
             let mut members = self.members.lock().expect("members lock");
-            let present: HashSet<(String, String)> = self
-                .clusters
-                .all()
-                .iter()
-                .filter(|c| c.metadata.deletion_timestamp.is_none())
-                .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
-                .collect();
+            let clusters = self.clusters.all();
+            let key_of = |c: &ManagedCluster| (c.namespace().unwrap_or_default(), c.name_any());
+            // A member being deleted stays judged (and withdrawn, if it was) until its
+            // ManagedCluster is gone, which is after its export records are.
+            let present: HashSet<(String, String)> = clusters.iter().map(|c| key_of(c)).collect();
             members.retain(|key, m| {
                 let keep = present.contains(key);
                 if !keep {
@@ -275,18 +298,12 @@ impl Health {
                 }
                 keep
             });
-            for cluster in self.clusters.all() {
-                let key = (cluster.namespace().unwrap_or_default(), cluster.name_any());
-                if !present.contains(&key) {
-                    continue;
-                }
-                let member = members.entry(key.clone()).or_insert_with(|| Member {
-                    cluster_id: cluster.spec.cluster_id.clone(),
-                    renew: None,
-                    seen: Some(now),
-                    ready: true,
-                    changed: None,
-                });
+            let mut observed = Vec::new();
+            for cluster in clusters {
+                let key = key_of(&cluster);
+                let member = members
+                    .entry(key.clone())
+                    .or_insert_with(|| Member::new(&cluster, now));
                 let renew = self.renew_time(&key.0);
                 let renewed = renew.is_some() && renew != member.renew;
                 if renewed {
@@ -306,8 +323,15 @@ impl Health {
                     .heartbeat_age
                     .with_label_values(&[member.cluster_id.as_str()])
                     .set(age);
+                observed.push((cluster, key, renewed, alive));
+            }
+            let disrupted = self.disrupted(&observed);
+            let mut writes = Vec::new();
+            for (cluster, key, renewed, alive) in observed {
+                let member = members.get_mut(&key).expect("entered above");
                 let mut flipped = false;
-                if alive != member.ready {
+                // In a full disruption nobody is withdrawn; recoveries still count.
+                if alive != member.ready && (alive || !disrupted) {
                     let free_at = member.changed.map(|c| c + self.config.damping);
                     match free_at.filter(|at| *at > now) {
                         Some(at) => soonest(at),
@@ -318,32 +342,45 @@ impl Health {
                         }
                     }
                 }
-                if renewed || flipped {
-                    changes.push((
-                        cluster.clone(),
-                        member.cluster_id.clone(),
-                        member.ready,
-                        flipped,
-                        renewed,
-                    ));
+                let heartbeat_due = renewed
+                    && member
+                        .reported
+                        .is_none_or(|t| now.duration_since(t) >= HEARTBEAT_REPORT_EVERY);
+                member.unwritten |= flipped || heartbeat_due;
+                if member.unwritten {
+                    let id = member.cluster_id.clone();
+                    writes.push((cluster, key, id, member.ready, flipped, heartbeat_due));
                 }
             }
             let ready = members.values().filter(|m| m.ready).count();
-            self.metrics
-                .members
-                .with_label_values(&["true"])
-                .set(ready as i64);
-            self.metrics
-                .members
-                .with_label_values(&["false"])
-                .set((members.len() - ready) as i64);
-        }
-        for (cluster, id, ready, flipped, renewed) in changes {
+            let gauge = |label: &str, n: usize| {
+                self.metrics
+                    .members
+                    .with_label_values(&[label])
+                    .set(n as i64)
+            };
+            gauge("true", ready);
+            gauge("false", members.len() - ready);
+            writes
+        };
+        for (cluster, key, id, ready, flipped, heartbeat) in writes {
             if flipped {
                 self.publish(&id, ready);
             }
-            if let Err(error) = self.write_status(&cluster, ready, renewed).await {
-                tracing::warn!(cluster = %id, %error, "cannot write the ManagedCluster's status");
+            let written = self.write_status(&cluster, ready, heartbeat).await;
+            let mut members = self.members.lock().expect("members lock");
+            match (written, members.get_mut(&key)) {
+                (Ok(()), Some(member)) => {
+                    member.unwritten = false;
+                    if heartbeat {
+                        member.reported = Some(now);
+                    }
+                }
+                (Err(error), _) => {
+                    tracing::warn!(cluster = %id, %error, "cannot write the ManagedCluster's status; retrying");
+                    soonest(Instant::now() + Duration::from_secs(1));
+                }
+                (Ok(()), None) => {}
             }
         }
         for id in self.withdrawn_ids() {
@@ -354,6 +391,20 @@ impl Health {
                 .set(n as i64);
         }
         next
+    }
+
+    /// Whether every member (of two or more) is silent at once: that says more about
+    /// the hub's side of the network than about the members, so, as the node lifecycle
+    /// controller in a full disruption, nobody is withdrawn for it.
+    fn disrupted<C, K>(&self, observed: &[(C, K, bool, bool)]) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let all_silent = observed.len() >= 2 && observed.iter().all(|o| !o.3);
+        if all_silent && !self.disruption.swap(true, SeqCst) {
+            tracing::warn!(members = observed.len(), "every member missed its heartbeats at once: assuming the hub is cut off, withdrawing nobody");
+        } else if !all_silent {
+            self.disruption.store(false, SeqCst);
+        }
+        all_silent
     }
 
     fn withdrawn_ids(&self) -> Vec<String> {

@@ -62,13 +62,22 @@ fn random_chars(n: usize) -> String {
     use ring::rand::SecureRandom;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; n];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system has a random source");
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    let mut out = String::with_capacity(n);
+    // 252 = 7 x 36: bytes from 252 up are drawn again, so every character is as likely.
+    while out.len() < n {
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .expect("the system has a random source");
+        let wanted = n - out.len();
+        out.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 252)
+                .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+                .take(wanted),
+        );
+    }
+    out
 }
 
 pub struct JoinOptions {
@@ -98,7 +107,12 @@ pub async fn join(
     let name = opts.name.clone().unwrap_or_else(|| cluster_id.clone());
     if let Some(stored) = Credentials::load(member).await? {
         // Asked at the hub named now, which may have moved since the member joined.
-        let credentials = stored.at(hub)?;
+        let Some(credentials) = stored.at(hub)? else {
+            bail!(
+                "this cluster is a member of another hub (as {}); run `clusterset leave` first",
+                stored.cluster_name
+            );
+        };
         if credentials.cluster_id == cluster_id && still_member(&credentials).await? {
             if credentials != stored {
                 credentials.save(member).await?;
@@ -140,9 +154,9 @@ pub async fn join(
             )
         })??;
     let secrets: Api<Secret> = Api::namespaced(member.clone(), SYSTEM_NAMESPACE);
-    crate::runtime::delete(&secrets, PENDING_SECRET).await?;
     let status = answered.status.unwrap_or_default();
     if status.result.as_deref() == Some(DENIED) {
+        crate::runtime::delete(&secrets, PENDING_SECRET).await?;
         bail!(
             "the hub denied {request_name}: {}: {}",
             status.reason.unwrap_or_default(),
@@ -159,7 +173,10 @@ pub async fn join(
             MEMBER_ACCOUNT,
         )?,
     };
+    // Saved before the pending request is forgotten: an interruption in between
+    // finds the member joined, not a request to file again.
     credentials.save(member).await?;
+    crate::runtime::delete(&secrets, PENDING_SECRET).await?;
     set_property(member, CLUSTERSET, status.clusterset.as_deref()).await?;
     Ok(Joined {
         credentials,
@@ -176,7 +193,11 @@ async fn answer(
     let mut pause = Duration::from_millis(10);
     loop {
         let request = requests.get(name).await?;
-        if request.status.as_ref().is_some_and(|s| s.is_answered()) {
+        let status = request.status.clone().unwrap_or_default();
+        if status.is_settled() {
+            if status.result.as_deref() == Some(APPROVED) && status.token.is_none() {
+                bail!("{name} was approved and its credentials were collected already; delete Secret {SYSTEM_NAMESPACE}/{PENDING_SECRET} in this cluster and join again");
+            }
             return Ok(request);
         }
         tokio::time::sleep(pause).await;
@@ -227,14 +248,10 @@ async fn ensure_namespace(member: &Client) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(member.clone());
     let ns =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}});
-    match namespaces
-        .create(&PostParams::default(), &serde_json::from_value(ns)?)
+    crate::runtime::create_if_absent(&namespaces, ns)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e).context("cannot create the namespace clusterset-system"),
-    }
+        .context("cannot create the namespace clusterset-system")?;
+    Ok(())
 }
 
 async fn kube_system_uid(member: &Client) -> anyhow::Result<String> {
@@ -293,7 +310,7 @@ pub async fn answer_request(
                 .items
                 .into_iter()
                 .filter(|r| r.spec.cluster_name == name)
-                .filter(|r| r.status.as_ref().and_then(|s| s.token.as_ref()).is_none())
+                .filter(|r| !r.status.as_ref().is_some_and(|s| s.is_settled()))
                 .collect();
             match pending.len() {
                 0 => bail!("no registration request or waiting cluster named {name}"),
@@ -309,6 +326,13 @@ pub async fn answer_request(
             }
         }
     };
+    if let Some(status) = found.status.as_ref().filter(|s| s.is_settled()) {
+        bail!(
+            "{} was already answered ({}); to remove a member, delete its ManagedCluster",
+            found.name_any(),
+            status.result.as_deref().unwrap_or_default()
+        );
+    }
     let (result, reason) = match approve {
         true => (APPROVED, "ApprovedByAdmin"),
         false => (DENIED, "DeniedByAdmin"),
@@ -327,20 +351,38 @@ pub async fn answer_request(
 /// Takes the member out of the clusterset: its ManagedCluster on the hub goes (the hub
 /// withdraws its exports and removes its hub namespace), then its credentials, its
 /// `clusterset.k8s.io` property and what it imported.
-pub async fn leave(member: &Client) -> anyhow::Result<Credentials> {
+///
+/// With `force`, the member leaves even when the hub cannot be told (unreachable, or
+/// refusing the member's credentials): its ManagedCluster must then be deleted on the
+/// hub by an administrator.
+pub async fn leave(member: &Client, force: bool) -> anyhow::Result<Credentials> {
     let credentials = Credentials::load(member).await?.context(
         "this cluster has not joined a clusterset (no Secret clusterset-system/clusterset-hub)",
     )?;
     let hub = credentials.client().await?;
     let clusters: Api<ManagedCluster> = Api::namespaced(hub, &credentials.namespace);
-    match clusters
+    let told = match clusters
         .delete(&credentials.cluster_name, &DeleteParams::background())
         .await
     {
-        Ok(_) => {}
-        // Already removed on the hub (its identity goes with it).
-        Err(kube::Error::Api(s)) if matches!(s.code, 401 | 404) => {}
-        Err(e) => return Err(e).context("cannot delete this member's ManagedCluster on the hub"),
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()), // already removed on the hub
+        Err(kube::Error::Api(s)) if s.code == 401 => Err(anyhow::anyhow!(
+            "the hub no longer accepts this member's credentials (expired, or the member was removed there)"
+        )),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("cannot delete this member's ManagedCluster on the hub")),
+    };
+    match (told, force) {
+        (Ok(()), _) => {}
+        (Err(e), true) => {
+            tracing::warn!(error = format!("{e:#}"), cluster = %credentials.cluster_name, "leaving without the hub: delete its ManagedCluster there")
+        }
+        (Err(e), false) => {
+            return Err(e.context(
+                "nothing was changed; retry, or leave with --force and delete the ManagedCluster on the hub",
+            ))
+        }
     }
     let secrets: Api<Secret> = Api::namespaced(member.clone(), SYSTEM_NAMESPACE);
     crate::runtime::delete(&secrets, credentials::SECRET).await?;

@@ -68,6 +68,17 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// Stops the agent and heartbeat and waits until they have: an aborted task may
+    /// otherwise still finish a write it had begun.
+    async fn stop(mut self) {
+        for task in std::mem::take(&mut self.tasks) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
 fn no_key(_: &Node) -> Option<crate::runtime::ServiceKey> {
     None
 }
@@ -192,6 +203,10 @@ impl Member {
             interval: self.config.heartbeat,
             nodes: self.nodes.clone(),
         };
+        let replaced = self.running.lock().expect("running lock").take();
+        if let Some(replaced) = replaced {
+            replaced.stop().await; // two agents for one member never overlap
+        }
         let tasks = vec![
             tokio::spawn(agent.clone().run(self.config.workers)),
             tokio::spawn(heartbeat.run()),
@@ -210,7 +225,7 @@ impl Member {
             return;
         };
         tracing::info!(cluster = %was.credentials.cluster_id, "left the clusterset: agent stopped, removing imports");
-        drop(was);
+        was.stop().await;
         let mut pause = Duration::from_millis(100);
         while let Err(error) = super::join::remove_imports(&self.client).await {
             tracing::warn!(

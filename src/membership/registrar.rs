@@ -18,10 +18,9 @@ use std::time::Duration;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
 use super::metrics::MembershipMetrics;
@@ -30,7 +29,7 @@ use crate::api::clusters::{
     ClusterRegistrationRequest, ClusterRegistrationRequestSpec, ManagedCluster, APPROVED, DENIED,
     MEMBER_ACCOUNT, PENDING,
 };
-use crate::api::records::{hub_namespace, SHARED_NAMESPACE};
+use crate::api::records::{hub_namespace, ExportRecord, SHARED_NAMESPACE};
 use crate::mcs::validate::is_dns_subdomain;
 use crate::runtime::cache::own_key;
 use crate::runtime::{self, Cache, Queue, ServiceKey};
@@ -96,7 +95,7 @@ impl Registrar {
         }
     }
 
-    pub async fn run(self: Arc<Self>, workers: usize) {
+    pub async fn run(self: Arc<Self>) {
         let watches = futures::future::join(
             self.requests.clone().run(
                 "clusterregistrationrequests",
@@ -109,14 +108,16 @@ impl Registrar {
                 Api::all(self.client.clone()),
                 watcher::Config::default(),
                 {
-                    // A member going away may free the ID a waiting request asks for.
+                    // A member changing or going away may decide the requests for its ID.
                     let (queue, requests) = (self.queue.clone(), self.requests.clone());
                     move |c: &ManagedCluster| {
                         if let Some(key) = own_key(c) {
                             queue.add(key);
                         }
                         for r in requests.all() {
-                            queue.add(ServiceKey::new("", r.name_any()));
+                            if r.spec.cluster_id == c.spec.cluster_id {
+                                queue.add(ServiceKey::new("", r.name_any()));
+                            }
                         }
                     }
                 },
@@ -129,7 +130,8 @@ impl Registrar {
             let registrar = this.clone();
             this.queue
                 .clone()
-                .run(workers, move |key: ServiceKey| {
+                // One request at a time: two for the same new ID must not both pass.
+                .run(1, move |key: ServiceKey| {
                     let registrar = registrar.clone();
                     async move {
                         let result = match key.namespace.is_empty() {
@@ -138,7 +140,7 @@ impl Registrar {
                         };
                         registrar.count_requests();
                         if let Err(error) = &result {
-                            tracing::warn!(%key, %error, "registrar reconcile failed; retrying");
+                            tracing::warn!(%key, error = format!("{error:#}"), "registrar reconcile failed; retrying");
                         }
                         result
                     }
@@ -168,12 +170,12 @@ impl Registrar {
         }
     }
 
-    async fn reconcile_request(&self, name: &str) -> Result<(), kube::Error> {
+    async fn reconcile_request(&self, name: &str) -> anyhow::Result<()> {
         let Some(request) = self.requests.get("", name) else {
             return Ok(());
         };
         let status = request.status.clone().unwrap_or_default();
-        if status.is_answered() {
+        if status.is_settled() {
             return Ok(());
         }
         match self.decide(&request.spec, status.result.as_deref()) {
@@ -186,7 +188,7 @@ impl Registrar {
                 .await
             }
             Answer::Wait if status.result.is_none() => {
-                let message = format!("waiting for `clusterset approve {name}` on the hub");
+                let message = format!("waiting for `clusterset approve {name}` on the hub (a cluster that is already a member always waits for it)");
                 self.answer(
                     name,
                     json!({"result": PENDING, "reason": "AwaitingApproval", "message": message}),
@@ -212,38 +214,46 @@ impl Registrar {
         if let Err(why) = check_names(spec) {
             return Answer::Deny("InvalidRequest", why);
         }
-        let members = self.clusters.all();
-        let live = members
-            .iter()
-            .filter(|c| c.metadata.deletion_timestamp.is_none());
-        for member in live {
-            let same_cluster = member.spec.cluster_uid == spec.cluster_uid;
-            if member.spec.cluster_id == spec.cluster_id && !same_cluster {
+        let mut rejoining = false;
+        for member in self.clusters.all() {
+            let same_id = member.spec.cluster_id == spec.cluster_id;
+            if same_id && member.spec.cluster_uid != spec.cluster_uid {
+                // The UIDs stay out of the message: they would help an impostor.
                 return Answer::Deny(
                     "ClusterIDInUse",
                     format!(
-                        "cluster ID {} is already used by member {} (another cluster: its kube-system namespace has UID {}, this one {})",
-                        spec.cluster_id, member.name_any(), member.spec.cluster_uid, spec.cluster_uid
+                        "cluster ID {} is already used by member {}, which is another cluster",
+                        spec.cluster_id,
+                        member.name_any()
                     ),
                 );
             }
-            if member.name_any() == spec.cluster_name && member.spec.cluster_id != spec.cluster_id {
+            if same_id && member.name_any() != spec.cluster_name {
+                return Answer::Deny(
+                    "AlreadyJoined",
+                    format!(
+                        "cluster ID {} is a member as {}; leave first to join under another name",
+                        spec.cluster_id,
+                        member.name_any()
+                    ),
+                );
+            }
+            if !same_id && member.name_any() == spec.cluster_name {
                 return Answer::Deny(
                     "ClusterNameInUse",
                     format!(
-                        "the name {} is already taken by the member with cluster ID {}; join with another --name",
+                        "the name {} is taken by the member with cluster ID {}; join with another --name",
                         spec.cluster_name, member.spec.cluster_id
                     ),
                 );
             }
+            rejoining |= same_id;
         }
-        let rejoining = members.iter().any(|c| {
-            c.spec.cluster_id == spec.cluster_id && c.spec.cluster_uid == spec.cluster_uid
-        });
         match result {
             Some(APPROVED) => Answer::Approve("ApprovedByAdmin"),
-            _ if rejoining => Answer::Approve("AlreadyMember"),
-            _ if self.config.auto_approve => Answer::Approve("AutoApproved"),
+            // New credentials for an existing member are an administrator's call even
+            // with auto-approval: anyone with a bootstrap token could ask for them.
+            _ if self.config.auto_approve && !rejoining => Answer::Approve("AutoApproved"),
             _ => Answer::Wait,
         }
     }
@@ -268,7 +278,7 @@ impl Registrar {
         }
         let subject = json!([{"kind": "ServiceAccount", "name": MEMBER_ACCOUNT, "namespace": ns}]);
         let c = &self.client;
-        create_if_absent(
+        let namespace: Namespace = runtime::create_if_absent(
             &Api::<Namespace>::all(c.clone()),
             json!({
                 "apiVersion": "v1", "kind": "Namespace",
@@ -276,7 +286,14 @@ impl Registrar {
             }),
         )
         .await?;
-        create_if_absent(
+        // Hub namespaces of long or dotted IDs are digests: another ID may map to one.
+        if namespace.annotations().get(CLUSTER_ID_ANNOTATION) != Some(&spec.cluster_id) {
+            let message = format!("the hub namespace {ns} belongs to another cluster or to no member; choose another cluster ID");
+            return Ok(Some(
+                json!({"result": DENIED, "reason": "NamespaceInUse", "message": message}),
+            ));
+        }
+        runtime::create_if_absent(
             &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
             json!({
                 "apiVersion": "v1", "kind": "ServiceAccount",
@@ -296,7 +313,7 @@ impl Registrar {
                 "clusterset:member-reader",
             ),
         ] {
-            create_if_absent(&Api::<RoleBinding>::namespaced(c.clone(), binding_ns), json!({
+            runtime::create_if_absent(&Api::<RoleBinding>::namespaced(c.clone(), binding_ns), json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                 "metadata": {"name": name, "namespace": binding_ns},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
@@ -304,7 +321,7 @@ impl Registrar {
             }))
             .await?;
         }
-        let cluster = create_if_absent(
+        let cluster: ManagedCluster = runtime::create_if_absent(
             &Api::<ManagedCluster>::namespaced(c.clone(), &ns),
             json!({
                 "apiVersion": "clusters.clusterset.io/v1alpha1", "kind": "ManagedCluster",
@@ -313,6 +330,14 @@ impl Registrar {
             }),
         )
         .await?;
+        if cluster.spec.cluster_id != spec.cluster_id
+            || cluster.spec.cluster_uid != spec.cluster_uid
+        {
+            let message = format!("the hub namespace {ns} already holds another member");
+            return Ok(Some(
+                json!({"result": DENIED, "reason": "NamespaceInUse", "message": message}),
+            ));
+        }
         self.clusters.remember(cluster);
         let token = self.token(&ns).await?;
         Ok(Some(json!({
@@ -340,7 +365,7 @@ impl Registrar {
         Ok(answer.status.map(|s| s.token).unwrap_or_default())
     }
 
-    async fn answer(&self, name: &str, status: Value) -> Result<(), kube::Error> {
+    async fn answer(&self, name: &str, status: Value) -> anyhow::Result<()> {
         let api: Api<ClusterRegistrationRequest> = Api::all(self.client.clone());
         let patch = json!({"status": status});
         let written = self
@@ -349,32 +374,67 @@ impl Registrar {
             .await;
         match written {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other.map(|_| ()),
+            other => Ok(other.map(|_| ())?),
         }
     }
 
-    /// A deleted ManagedCluster: clean up after the member, then let it go.
-    async fn reconcile_cluster(&self, key: &ServiceKey) -> Result<(), kube::Error> {
+    /// A member: once it heart-beats it has its credentials, and they leave the
+    /// requests. Deleted: clean up after it, then let the ManagedCluster go.
+    async fn reconcile_cluster(&self, key: &ServiceKey) -> anyhow::Result<()> {
         let Some(cluster) = self.clusters.get(&key.namespace, &key.name) else {
             return Ok(());
         };
-        let ours = cluster.finalizers().iter().any(|f| f == FINALIZER);
-        if cluster.metadata.deletion_timestamp.is_none() || !ours {
+        let requests: Api<ClusterRegistrationRequest> = Api::all(self.client.clone());
+        let settled: Vec<_> = self
+            .requests
+            .all()
+            .into_iter()
+            .filter(|r| {
+                r.spec.cluster_id == cluster.spec.cluster_id
+                    && r.spec.cluster_uid == cluster.spec.cluster_uid
+                    && r.status.as_ref().is_some_and(|s| s.is_settled())
+            })
+            .collect();
+        if cluster.metadata.deletion_timestamp.is_none() {
+            let heart_beats = cluster
+                .status
+                .as_ref()
+                .is_some_and(|s| s.last_heartbeat_time.is_some());
+            for request in settled.iter().filter(|_| heart_beats) {
+                if request.status.as_ref().is_some_and(|s| s.token.is_some()) {
+                    self.answer(&request.name_any(), json!({"token": null}))
+                        .await?;
+                }
+            }
+            return Ok(());
+        }
+        if !cluster.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(());
         }
         let ns = &key.namespace;
         tracing::info!(cluster = %cluster.spec.cluster_id, namespace = %ns, "member left; cleaning up");
         let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), SHARED_NAMESPACE);
         runtime::delete(&bindings, &format!("clusterset:member:{ns}")).await?;
-        let requests: Api<ClusterRegistrationRequest> = Api::all(self.client.clone());
-        for request in self.requests.all() {
-            if request.spec.cluster_id == cluster.spec.cluster_id
-                && request.spec.cluster_uid == cluster.spec.cluster_uid
-            {
-                runtime::delete(&requests, &request.name_any()).await?;
-            }
+        // A request still waiting may be the cluster joining again: it stays.
+        for request in &settled {
+            runtime::delete(&requests, &request.name_any()).await?;
         }
-        runtime::delete(&Api::<Namespace>::all(self.client.clone()), ns).await?;
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let owned = namespaces.get_opt(ns).await?.is_some_and(|n| {
+            n.annotations().get(CLUSTER_ID_ANNOTATION) == Some(&cluster.spec.cluster_id)
+        });
+        if owned {
+            runtime::delete(&namespaces, ns).await?;
+            // The member's exports are withdrawn before it is forgotten, so its health
+            // (withdrawn while it is deleted) never lets them back.
+            let records: Api<ExportRecord> = Api::namespaced(self.client.clone(), ns);
+            let left = records.list(&ListParams::default().limit(1)).await?;
+            if !left.items.is_empty() {
+                anyhow::bail!("waiting for the export records in {ns} to be deleted");
+            }
+        } else {
+            tracing::warn!(namespace = %ns, "not the member's own hub namespace; left in place");
+        }
         let remaining: Vec<String> = cluster
             .finalizers()
             .iter()
@@ -388,7 +448,7 @@ impl Registrar {
             .await
         {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other.map(|_| ()),
+            other => Ok(other.map(|_| ())?),
         }
     }
 }
@@ -412,17 +472,4 @@ fn check_names(spec: &ClusterRegistrationRequestSpec) -> Result<(), String> {
         return Err("clusterUid is empty".into());
     }
     Ok(())
-}
-
-/// Creates the object unless it exists; the object as it is on the server.
-async fn create_if_absent<K>(api: &Api<K>, object: Value) -> Result<K, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let typed: K = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
-    let name = typed.meta().name.clone().unwrap_or_default();
-    match api.create(&PostParams::default(), &typed).await {
-        Err(kube::Error::Api(s)) if s.code == 409 => api.get(&name).await,
-        other => other,
-    }
 }

@@ -42,6 +42,20 @@ where
     }
 }
 
+/// Creates `object` unless an object of its name exists; either way, the object as it
+/// now is on the server (the caller checks that an existing one is what it expects).
+pub async fn create_if_absent<K>(api: &Api<K>, object: serde_json::Value) -> kube::Result<K>
+where
+    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let typed: K = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
+    let name = typed.meta().name.clone().unwrap_or_default();
+    match api.create(&kube::api::PostParams::default(), &typed).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => api.get(&name).await,
+        other => other,
+    }
+}
+
 /// A change callback for [`Cache::run`] that queues the key `key` gives an object.
 pub fn enqueue<K: 'static>(
     queue: &std::sync::Arc<Queue<ServiceKey>>,
