@@ -1138,4 +1138,33 @@ async fn a_member_leaves_and_joins_again() {
         (set.ready_condition("member-3").await.0 == "True").then_some(())
     })
     .await;
+
+    // An administrator removes member-3 on the hub: its identity goes, and member-3
+    // notices, stops its agent and removes what it imported.
+    set.kubectl(
+        "hub",
+        &[
+            "delete",
+            "managedcluster",
+            "member-3",
+            "-n",
+            "clusterset-member-3",
+            "--wait=false",
+        ],
+    );
+    eventually("member-3's imports to be removed", WAIT, || async {
+        let left = set.kubectl(
+            "member-3",
+            &["get", "serviceimports", "-n", "demo", "-o", "name"],
+        );
+        left.trim().is_empty().then_some(())
+    })
+    .await;
+    set.wait_answers(
+        "member-2",
+        "one.demo.svc.clusterset.local",
+        "still answers",
+        |a| a.len() == 1,
+    )
+    .await;
 }

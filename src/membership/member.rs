@@ -16,6 +16,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 use super::credentials::{self, Credentials};
 use super::SYSTEM_NAMESPACE;
@@ -52,7 +53,16 @@ pub struct Member {
     /// The Secret has been looked for at least once.
     listed: std::sync::atomic::AtomicBool,
     nodes: Arc<Cache<Node>>,
+    /// Rung by the heartbeat when the hub no longer knows this member.
+    removed: Arc<Notify>,
+    /// The credentials the hub removed (not used again until the Secret changes).
+    evicted: Mutex<Option<Credentials>>,
 }
+
+/// Consecutive 401s from the hub after which the member counts itself removed: its
+/// identity is gone (an administrator deleted its ManagedCluster, and with it its hub
+/// namespace), not just unreachable.
+const REMOVED_AFTER: u32 = 3;
 
 struct Running {
     credentials: Credentials,
@@ -92,6 +102,8 @@ impl Member {
             running: Mutex::new(None),
             listed: std::sync::atomic::AtomicBool::new(false),
             nodes: Cache::new(no_key),
+            removed: Arc::new(Notify::new()),
+            evicted: Mutex::new(None),
         })
     }
 
@@ -105,6 +117,9 @@ impl Member {
     pub fn readiness(&self) -> Result<(), String> {
         if !self.listed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("the member's hub credentials have not been looked up yet".into());
+        }
+        if self.evicted.lock().expect("evicted lock").is_some() {
+            return Err("removed from the clusterset by the hub (its ManagedCluster and hub identity are gone): join again".into());
         }
         match self.agent() {
             Some(agent) => agent.readiness(),
@@ -135,7 +150,20 @@ impl Member {
             watcher::Config::default().fields(&format!("metadata.name={}", credentials::SECRET));
         let mut events = watcher::watcher(secrets, config).default_backoff().boxed();
         let mut seen = false;
-        while let Some(event) = events.next().await {
+        loop {
+            let event = tokio::select! {
+                event = events.next() => match event {
+                    Some(event) => event,
+                    None => return,
+                },
+                () = self.removed.notified() => {
+                    let running = self.running.lock().expect("running lock").as_ref().map(|r| r.credentials.clone());
+                    *self.evicted.lock().expect("evicted lock") = running;
+                    tracing::error!("the hub no longer knows this member: agent stopped, imports removed; join again");
+                    self.stop().await;
+                    continue;
+                }
+            };
             match event {
                 Ok(watcher::Event::Init) => seen = false,
                 Ok(watcher::Event::InitApply(secret) | watcher::Event::Apply(secret)) => {
@@ -179,6 +207,13 @@ impl Member {
         {
             return;
         }
+        {
+            let mut evicted = self.evicted.lock().expect("evicted lock");
+            if evicted.as_ref() == Some(&credentials) {
+                return;
+            }
+            *evicted = None;
+        }
         let hub = match credentials.client().await {
             Ok(hub) => hub,
             Err(error) => {
@@ -202,6 +237,7 @@ impl Member {
             credentials: credentials.clone(),
             interval: self.config.heartbeat,
             nodes: self.nodes.clone(),
+            removed: self.removed.clone(),
         };
         let replaced = self.running.lock().expect("running lock").take();
         if let Some(replaced) = replaced {
@@ -245,12 +281,14 @@ struct Heartbeat {
     credentials: Credentials,
     interval: Duration,
     nodes: Arc<Cache<Node>>,
+    removed: Arc<Notify>,
 }
 
 impl Heartbeat {
     async fn run(self) {
         let mut reported: Option<Value> = None;
         let mut failing = false;
+        let mut refused = 0;
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -259,8 +297,22 @@ impl Heartbeat {
             // clusterset (its endpoints can no longer be followed): no renewal then.
             let result = match self.member.apiserver_version().await {
                 Ok(info) => match self.renew().await {
-                    Ok(()) => self.report(Some(&info.git_version), &mut reported).await,
-                    Err(e) => Err(format!("cannot renew the heartbeat Lease on the hub: {e}")),
+                    Ok(()) => {
+                        refused = 0;
+                        self.report(Some(&info.git_version), &mut reported).await
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 401 => {
+                        refused += 1;
+                        if refused >= REMOVED_AFTER {
+                            self.removed.notify_one();
+                            return;
+                        }
+                        Err("the hub refuses this member's credentials (401)".to_string())
+                    }
+                    Err(e) => {
+                        refused = 0;
+                        Err(format!("cannot renew the heartbeat Lease on the hub: {e}"))
+                    }
                 },
                 Err(e) => Err(format!("the member's API server does not answer: {e}")),
             };
