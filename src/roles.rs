@@ -132,6 +132,9 @@ pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
 pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
     let member = opts.member.client().await.context("member cluster")?;
     let Some(hub) = opts.hub else {
+        if opts.cluster_id.is_some() {
+            anyhow::bail!("--cluster-id goes with --hub-kubeconfig/--hub-context: a joined member's ID is the one it joined with");
+        }
         let config = MemberConfig {
             heartbeat: opts.heartbeat,
             workers: opts.workers,

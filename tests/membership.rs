@@ -595,7 +595,7 @@ async fn local_members_join_through_the_registration_flow_with_least_privilege()
         let out = as_member(args);
         assert_ne!(out.code, 0, "{args:?} must be refused: {}", out.stdout);
         assert!(
-            out.stderr.contains("Forbidden") && out.stderr.contains(what),
+            out.stderr.to_lowercase().contains("forbidden") && out.stderr.contains(what),
             "{args:?}: {}",
             out.stderr
         );
@@ -676,6 +676,32 @@ async fn local_members_join_through_the_registration_flow_with_least_privilege()
         out.stderr
     );
     forbidden(&["get", "clusterregistrationrequests"], "cannot list");
+    // It may renew its own token, never mint another member's.
+    assert_eq!(
+        as_member(&[
+            "create",
+            "token",
+            "clusterset-agent",
+            "-n",
+            "clusterset-member-1"
+        ])
+        .code,
+        0
+    );
+    forbidden(
+        &[
+            "create",
+            "token",
+            "clusterset-agent",
+            "-n",
+            "clusterset-member-2",
+        ],
+        "cannot create resource \"serviceaccounts/token\"",
+    );
+    forbidden(
+        &["create", "token", "default", "-n", "clusterset-member-1"],
+        "cannot create resource \"serviceaccounts/token\"",
+    );
     forbidden(
         &["create", "namespace", "mine"],
         "cannot create resource \"namespaces\"",
@@ -1167,4 +1193,55 @@ async fn a_member_leaves_and_joins_again() {
         |a| a.len() == 1,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_renew_their_hub_token_before_it_expires() {
+    let set = Set::up(2, Duration::from_secs(30), Duration::from_secs(1)).await;
+    let secrets = Api::<Secret>::namespaced(set.client("member-1"), "clusterset-system");
+    let token_of = |s: &Secret| -> String {
+        let kubeconfig =
+            String::from_utf8(s.data.as_ref().unwrap()["kubeconfig"].0.clone()).unwrap();
+        let doc: Value = serde_yaml::from_str(&kubeconfig).unwrap();
+        doc["users"][0]["user"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = secrets.get("clusterset-hub").await.unwrap();
+    let data = before.data.as_ref().unwrap();
+    assert!(data.contains_key("token-issued") && data.contains_key("token-expires"));
+    // Pretend the token is an hour old of an hour's lifetime: past 80%, renew now.
+    let patch = json!({"stringData": {"token-issued": "2020-01-01T00:00:00Z", "token-expires": "2020-01-01T01:00:00Z"}});
+    secrets
+        .patch(
+            "clusterset-hub",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let renewed = eventually("member-1 to renew its hub token", WAIT, || async {
+        let now = secrets.get("clusterset-hub").await.unwrap();
+        (token_of(&now) != token_of(&before)).then_some(now)
+    })
+    .await;
+    let issued = String::from_utf8(renewed.data.unwrap()["token-issued"].0.clone()).unwrap();
+    assert!(
+        issued.starts_with("20") && !issued.starts_with("2020"),
+        "{issued}"
+    );
+    // The agent works on with the new token.
+    for member in ["member-1", "member-2"] {
+        set.kubectl(member, &["create", "namespace", "demo"]);
+    }
+    set.export_headless("member-1", "demo", "after", 1);
+    set.wait_answers(
+        "member-2",
+        "after.demo.svc.clusterset.local",
+        "answers",
+        |a| a.len() == 1,
+    )
+    .await;
+    assert_eq!(set.ready_condition("member-1").await.0, "True");
 }

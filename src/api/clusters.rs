@@ -70,6 +70,12 @@ pub struct RegistrationStatus {
     /// Once approved and provisioned: the bearer token of the member's hub identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// When the token was issued and when it expires (RFC 3339): the member replaces
+    /// it after 80% of its lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_issued: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires: Option<String>,
     /// The clusterset's name, which the member records in its ClusterProperty
     /// `clusterset.k8s.io`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,9 +23,13 @@ pub struct Credentials {
     pub namespace: String,
     /// A kubeconfig for the hub that authenticates as the member.
     pub kubeconfig: String,
+    /// When the token was issued and when it expires (RFC 3339), if the hub said.
+    pub token_lifetime: Option<(String, String)>,
 }
 
 const KEYS: [&str; 4] = ["cluster-id", "cluster-name", "namespace", "kubeconfig"];
+const ISSUED: &str = "token-issued";
+const EXPIRES: &str = "token-expires";
 
 impl Credentials {
     /// The Secret that keeps them.
@@ -36,9 +40,14 @@ impl Credentials {
             &self.namespace,
             &self.kubeconfig,
         ];
+        let lifetime = self
+            .token_lifetime
+            .iter()
+            .flat_map(|(issued, expires)| [(&ISSUED, issued), (&EXPIRES, expires)]);
         let data: serde_json::Map<String, Value> = KEYS
             .iter()
             .zip(values)
+            .chain(lifetime)
             .map(|(k, v)| {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(v);
                 (k.to_string(), json!(encoded))
@@ -65,6 +74,7 @@ impl Credentials {
             cluster_name: field(KEYS[1])?,
             namespace: field(KEYS[2])?,
             kubeconfig: field(KEYS[3])?,
+            token_lifetime: field(ISSUED).ok().zip(field(EXPIRES).ok()),
         })
     }
 
@@ -78,19 +88,19 @@ impl Credentials {
         secret.as_ref().map(Self::from_secret).transpose()
     }
 
-    /// Writes them into the member (creating or replacing the Secret).
+    /// Writes them into the member, replacing the Secret when there is one (the agent
+    /// may replace it, to rotate its token, but not create Secrets).
     pub async fn save(&self, member: &Client) -> anyhow::Result<()> {
         let secrets: Api<Secret> = Api::namespaced(member.clone(), SYSTEM_NAMESPACE);
         let mut secret: Secret = serde_json::from_value(self.secret())?;
         let params = PostParams::default();
-        match secrets.create(&params, &secret).await {
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let current = secrets.get(SECRET).await?;
+        match secrets.get_opt(SECRET).await? {
+            Some(current) => {
                 secret.metadata.resource_version = current.metadata.resource_version;
                 secrets.replace(SECRET, &params, &secret).await?;
             }
-            other => {
-                other?;
+            None => {
+                secrets.create(&params, &secret).await?;
             }
         }
         Ok(())
@@ -123,12 +133,80 @@ impl Credentials {
         }))
     }
 
+    /// When the token should be replaced: after 80% of its lifetime, as kubelets
+    /// rotate their projected tokens.
+    pub fn renew_at(&self) -> Option<jiff::Timestamp> {
+        let (issued, expires) = self.token_lifetime.as_ref()?;
+        let issued: jiff::Timestamp = issued.parse().ok()?;
+        let expires: jiff::Timestamp = expires.parse().ok()?;
+        let lifetime = expires.duration_since(issued);
+        Some(issued + lifetime.mul_f64(0.8))
+    }
+
+    /// The same identity with a fresh token, asked for with the current one.
+    pub async fn rotated(&self) -> anyhow::Result<Self> {
+        let (issued, expires) = self
+            .token_lifetime
+            .as_ref()
+            .context("the token's lifetime is unknown")?;
+        let lifetime = expires
+            .parse::<jiff::Timestamp>()?
+            .duration_since(issued.parse::<jiff::Timestamp>()?);
+        let hub = self.client().await?;
+        let (token, lifetime) =
+            request_token(&hub, &self.namespace, lifetime.as_secs() as u64).await?;
+        let stored: Value = serde_yaml::from_str(&self.kubeconfig)?;
+        let mut kubeconfig = stored;
+        kubeconfig["users"][0]["user"]["token"] = json!(token);
+        Ok(Credentials {
+            kubeconfig: serde_yaml::to_string(&kubeconfig)?,
+            token_lifetime: Some(lifetime),
+            ..self.clone()
+        })
+    }
+
     /// A client for the hub, as the member.
     pub async fn client(&self) -> anyhow::Result<Client> {
         let kubeconfig =
             Kubeconfig::from_yaml(&self.kubeconfig).context("the stored hub kubeconfig")?;
         client(kubeconfig).await
     }
+}
+
+/// A token for the member account of hub namespace `ns` lasting `seconds`, through
+/// the TokenRequest API: the token, and when it was issued and expires (RFC 3339).
+pub async fn request_token(
+    hub: &Client,
+    ns: &str,
+    seconds: u64,
+) -> kube::Result<(String, (String, String))> {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(hub.clone(), ns);
+    let request: TokenRequest = serde_json::from_value(json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": [], "expirationSeconds": seconds},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    let issued = jiff::Timestamp::now();
+    let answer = accounts
+        .create_token_request(
+            crate::api::clusters::MEMBER_ACCOUNT,
+            &PostParams::default(),
+            &request,
+        )
+        .await?;
+    let status = answer.status.ok_or_else(|| {
+        kube::Error::Api(Box::new(kube::core::Status::failure(
+            "the TokenRequest came back without a token",
+            "InternalError",
+        )))
+    })?;
+    let rfc3339 = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    Ok((
+        status.token,
+        (rfc3339(issued), rfc3339(status.expiration_timestamp.0)),
+    ))
 }
 
 /// A client from a kubeconfig's current context.

@@ -172,6 +172,7 @@ pub async fn join(
             &status.token.unwrap_or_default(),
             MEMBER_ACCOUNT,
         )?,
+        token_lifetime: status.token_issued.zip(status.token_expires),
     };
     // Saved before the pending request is forgotten: an interruption in between
     // finds the member joined, not a request to file again.

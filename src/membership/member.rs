@@ -293,6 +293,9 @@ impl Heartbeat {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            if self.rotate_due().await {
+                return; // the credentials follower starts again with the new token
+            }
             // A member whose own API server does not answer is as good as dead to the
             // clusterset (its endpoints can no longer be followed): no renewal then.
             let result = match self.member.apiserver_version().await {
@@ -328,6 +331,32 @@ impl Heartbeat {
                     failing = true;
                 }
                 Err(_) => {}
+            }
+        }
+    }
+
+    /// Replaces the hub token after 80% of its lifetime; true once the new one is
+    /// stored (a failure is tried again at the next beat).
+    async fn rotate_due(&self) -> bool {
+        let due = self.credentials.renew_at();
+        if due.is_none_or(|at| at > jiff::Timestamp::now()) {
+            return false;
+        }
+        let stored = match self.credentials.rotated().await {
+            Ok(fresh) => fresh.save(&self.member).await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(()) => {
+                tracing::info!(cluster = %self.credentials.cluster_id, "hub token renewed");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot renew the hub token yet"
+                );
+                false
             }
         }
     }

@@ -15,14 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
+use super::credentials::request_token;
 use super::metrics::MembershipMetrics;
 use super::{CLUSTER_ID_ANNOTATION, FINALIZER};
 use crate::api::clusters::{
@@ -339,7 +339,8 @@ impl Registrar {
             ));
         }
         self.clusters.remember(cluster);
-        let token = self.token(&ns).await?;
+        let (token, (issued, expires)) =
+            request_token(&self.client, &ns, self.config.credential_ttl.as_secs()).await?;
         Ok(Some(json!({
             "result": APPROVED,
             "reason": approver_reason.filter(|_| reason == "ApprovedByAdmin").unwrap_or(reason),
@@ -347,22 +348,10 @@ impl Registrar {
             "namespace": ns,
             "managedCluster": spec.cluster_name,
             "token": token,
+            "tokenIssued": issued,
+            "tokenExpires": expires,
             "clusterset": self.config.clusterset,
         })))
-    }
-
-    /// A token for the member's ServiceAccount, through the TokenRequest API.
-    async fn token(&self, ns: &str) -> Result<String, kube::Error> {
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
-        let request: TokenRequest = serde_json::from_value(json!({
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"audiences": [], "expirationSeconds": self.config.credential_ttl.as_secs()},
-        }))
-        .map_err(kube::Error::SerdeError)?;
-        let answer = accounts
-            .create_token_request(MEMBER_ACCOUNT, &PostParams::default(), &request)
-            .await?;
-        Ok(answer.status.map(|s| s.token).unwrap_or_default())
     }
 
     async fn answer(&self, name: &str, status: Value) -> anyhow::Result<()> {
