@@ -1165,8 +1165,13 @@ async fn a_member_leaves_and_joins_again() {
     })
     .await;
 
-    // An administrator removes member-3 on the hub: its identity goes, and member-3
-    // notices, stops its agent and removes what it imported.
+    // An administrator removes member-3 on the hub: its export is withdrawn everywhere,
+    // its hub namespace goes, and member-3 notices, stops its agent and removes what it
+    // imported.
+    set.export_headless("member-3", "demo", "three", 1);
+    let three = "three.demo.svc.clusterset.local";
+    set.wait_answers("member-2", three, "answers", |a| a.len() == 1)
+        .await;
     set.kubectl(
         "hub",
         &[
@@ -1184,6 +1189,17 @@ async fn a_member_leaves_and_joins_again() {
             &["get", "serviceimports", "-n", "demo", "-o", "name"],
         );
         left.trim().is_empty().then_some(())
+    })
+    .await;
+    set.wait_answers("member-2", three, "is withdrawn", |a| a.is_empty())
+        .await;
+    eventually("member-3's hub namespace to be gone", WAIT, || async {
+        let out = kubectl_at(
+            &kc,
+            &["--context", "hub", "get", "ns", "clusterset-member-3"],
+            None,
+        );
+        (out.code != 0).then_some(())
     })
     .await;
     set.wait_answers(
