@@ -56,6 +56,9 @@ enum Command {
         /// How long the hub token a joining member receives is valid.
         #[arg(long, default_value = "8760h", value_parser = clusterset::roles::parse_duration)]
         credential_ttl: std::time::Duration,
+        /// How long an answered registration request is kept (once its token is collected).
+        #[arg(long, default_value = "1h", value_parser = clusterset::roles::parse_duration)]
+        request_retention: std::time::Duration,
     },
     /// The member agent: reports this cluster's exports to the hub and materialises
     /// imports. Without --hub-kubeconfig/--hub-context it uses the credentials
@@ -384,6 +387,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             grace_period,
             damping,
             credential_ttl,
+            request_retention,
         } => {
             clusterset::roles::run_hub(clusterset::roles::HubOptions {
                 hub: hub.access(),
@@ -394,6 +398,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     auto_approve,
                     clusterset: clusterset_name,
                     credential_ttl,
+                    request_retention,
                 },
                 health: clusterset::membership::health::HealthConfig {
                     grace: grace_period,

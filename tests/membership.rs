@@ -194,6 +194,8 @@ async fn clusters_join_by_hand_and_the_hub_admits_one_cluster_per_id() {
         "3s",
         "--clusterset-name",
         "test-set",
+        "--request-retention",
+        "20s",
     ]);
     eventually("the hub role to be ready", WAIT, || async {
         probe(hub_probes, "/readyz").filter(|(c, _)| *c == 200)
@@ -408,6 +410,16 @@ async fn clusters_join_by_hand_and_the_hub_admits_one_cluster_per_id() {
     .await;
     assert_eq!(code, 503);
     assert!(body.contains("not a member"), "{body}");
+    // Answered requests go once kept for the retention period (20 s here).
+    eventually(
+        "the denied requests to expire",
+        Duration::from_secs(60),
+        || async {
+            let left = hub.kubectl_ok(&["get", "clusterregistrationrequests", "-o", "name"]);
+            left.trim().is_empty().then_some(())
+        },
+    )
+    .await;
 }
 
 /// A local clusterset with fast heartbeats, so failures show within seconds.

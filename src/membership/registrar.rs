@@ -12,6 +12,7 @@
 //! imports, its requests and its hub namespace (with its export records, so the hub
 //! controller withdraws its exports), then lets the ManagedCluster go.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +27,8 @@ use super::credentials::request_token;
 use super::metrics::MembershipMetrics;
 use super::{CLUSTER_ID_ANNOTATION, FINALIZER};
 use crate::api::clusters::{
-    ClusterRegistrationRequest, ClusterRegistrationRequestSpec, ManagedCluster, APPROVED, DENIED,
-    MEMBER_ACCOUNT, PENDING,
+    ClusterRegistrationRequest, ClusterRegistrationRequestSpec, ManagedCluster, RegistrationStatus,
+    APPROVED, DENIED, MEMBER_ACCOUNT, PENDING,
 };
 use crate::api::records::{hub_namespace, ExportRecord, SHARED_NAMESPACE};
 use crate::mcs::validate::is_dns_subdomain;
@@ -45,6 +46,10 @@ pub struct RegistrarConfig {
     pub clusterset: String,
     /// How long a member's hub token is valid.
     pub credential_ttl: Duration,
+    /// How long an answered request is kept (once its token has been collected), as
+    /// kube-controller-manager's csrcleaner keeps answered CSRs; unanswered ones are
+    /// kept a day.
+    pub request_retention: Duration,
 }
 
 impl Default for RegistrarConfig {
@@ -53,6 +58,7 @@ impl Default for RegistrarConfig {
             auto_approve: false,
             clusterset: "clusterset".into(),
             credential_ttl: Duration::from_secs(365 * 24 * 3600),
+            request_retention: Duration::from_secs(3600),
         }
     }
 }
@@ -66,7 +72,12 @@ pub struct Registrar {
     /// namespace and name.
     queue: Arc<Queue<ServiceKey>>,
     metrics: MembershipMetrics,
+    /// Requests with a timer set to bring them back when they are due for deletion.
+    timers: Arc<std::sync::Mutex<HashMap<String, jiff::Timestamp>>>,
 }
+
+/// How long a request nobody answers is kept.
+const PENDING_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// What the registrar decided about a request.
 enum Answer {
@@ -84,6 +95,7 @@ impl Registrar {
             clusters: Cache::new(own_key),
             queue: Queue::new(),
             metrics,
+            timers: Arc::default(),
         })
     }
 
@@ -175,6 +187,11 @@ impl Registrar {
             return Ok(());
         };
         let status = request.status.clone().unwrap_or_default();
+        if self.expired(&request, &status) {
+            tracing::info!(request = name, result = ?status.result, "registration request expired; deleted");
+            let requests: Api<ClusterRegistrationRequest> = Api::all(self.client.clone());
+            return Ok(runtime::delete(&requests, name).await?);
+        }
         if status.is_settled() {
             return Ok(());
         }
@@ -207,6 +224,44 @@ impl Registrar {
                 self.answer(name, answer).await
             }
         }
+    }
+
+    /// Whether the request has been kept long enough: answered (and its token, if any,
+    /// collected) for the retention period, or unanswered for a day. When not yet, a
+    /// timer brings it back when it will be.
+    fn expired(&self, request: &ClusterRegistrationRequest, status: &RegistrationStatus) -> bool {
+        let keep = match (status.is_settled(), status.token.is_some()) {
+            (true, true) => return false, // the member has not collected its credentials
+            (true, false) => self.config.request_retention,
+            (false, _) => PENDING_RETENTION,
+        };
+        let Some(created) = request.metadata.creation_timestamp.as_ref() else {
+            return false;
+        };
+        let due =
+            created.0 + jiff::SignedDuration::try_from(keep).unwrap_or(jiff::SignedDuration::MAX);
+        let left = jiff::Timestamp::now().duration_until(due);
+        if left.is_negative() || left.is_zero() {
+            return true;
+        }
+        // One timer per request, unless it is now due sooner (answered since).
+        let name = request.name_any();
+        let mut timers = self.timers.lock().expect("timers lock");
+        if timers.get(&name).is_none_or(|set| due < *set) {
+            timers.insert(name.clone(), due);
+            let wait = Duration::try_from(left).unwrap_or(keep);
+            let (queue, timers) = (self.queue.clone(), self.timers.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let mut timers = timers.lock().expect("timers lock");
+                if timers.get(&name) == Some(&due) {
+                    timers.remove(&name);
+                }
+                drop(timers);
+                queue.add(ServiceKey::new("", name));
+            });
+        }
+        false
     }
 
     /// Admission checks first (whatever an approver said), then who approves.
@@ -363,7 +418,13 @@ impl Registrar {
             .await;
         match written {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => Ok(other.map(|_| ())?),
+            other => {
+                other?;
+                // Our own write does not come back as a change (the cache has it
+                // already): look at the request again, for its expiry.
+                self.queue.add(ServiceKey::new("", name));
+                Ok(())
+            }
         }
     }
 
