@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clusterset::local::{IpFamily, LocalClusterset, UpOptions};
+use clusterset::local::{LocalClusterset, UpOptions};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -26,14 +26,7 @@ const NS: &str = "bench";
 
 async fn up(members: usize) -> (tempfile::TempDir, LocalClusterset) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = UpOptions {
-        members,
-        dir: dir.path().join("cs"),
-        data_dir: None,
-        ip_family: IpFamily::Ipv4,
-        upstream_crds: None,
-        controllers: Default::default(),
-    };
+    let opts = UpOptions::new(members, dir.path().join("cs"));
     let local = LocalClusterset::up(&opts).await.unwrap();
     (dir, local)
 }
@@ -345,6 +338,23 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A `clusterset` role (the release binary beside this example) as a process.
+fn spawn(args: Vec<String>) -> std::process::Child {
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("clusterset");
+    std::process::Command::new(binary)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// `services` exports made while no controller runs, then the hub and one agent per
 /// member started as processes: time until every member imports every service.
 async fn convergence(members: usize, services: usize) {
@@ -370,24 +380,9 @@ async fn convergence(members: usize, services: usize) {
         made.elapsed().as_secs_f64()
     );
     let tracker = Tracker::start(&local);
-    let binary = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("clusterset");
     let kubeconfig = local.kubeconfig_path();
     let kc = kubeconfig.to_str().unwrap();
     let started = Instant::now();
-    let spawn = |args: Vec<String>| {
-        std::process::Command::new(&binary)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
     let hub_probes = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -485,20 +480,8 @@ async fn hub_restart(
         service(&c, n).await;
         export(&c, n).await;
     }
-    let binary = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("clusterset");
     let started = Instant::now();
-    children[0] = std::process::Command::new(binary)
-        .args(&hub_args)
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    children[0] = spawn(hub_args);
     let members = member_names(local).len();
     let probe = |path: &'static str| async move {
         let url = format!("http://127.0.0.1:{hub_probes}{path}");

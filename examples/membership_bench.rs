@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use clusterset::local::controllers::ControllerOptions;
-use clusterset::local::{IpFamily, LocalClusterset, UpOptions};
+use clusterset::local::{LocalClusterset, UpOptions};
 use clusterset::membership::health::HealthConfig;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -97,11 +97,6 @@ fn kubectl(local: &LocalClusterset, context: &str, args: &[&str], stdin: Option<
 async fn death(members: usize) {
     let dir = tempfile::tempdir().unwrap();
     let opts = UpOptions {
-        members,
-        dir: dir.path().join("cs"),
-        data_dir: None,
-        ip_family: IpFamily::Ipv4,
-        upstream_crds: None,
         controllers: ControllerOptions {
             health: HealthConfig {
                 grace: GRACE,
@@ -109,6 +104,7 @@ async fn death(members: usize) {
             },
             heartbeat: HEARTBEAT,
         },
+        ..UpOptions::new(members, dir.path().join("cs"))
     };
     let local = LocalClusterset::up(&opts).await.unwrap();
     let names: Vec<String> = (1..=members).map(|i| format!("member-{i}")).collect();

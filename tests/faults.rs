@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clusterset::api::multicluster::ServiceImport;
 use clusterset::api::records::ImportRecord;
-use clusterset::local::{IpFamily, LocalClusterset, UpOptions};
+use clusterset::local::{LocalClusterset, UpOptions};
 use common::{dig_short, eventually, free_port, kubectl_at_ok};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -56,12 +56,8 @@ fn hub_process(kubeconfig: &Path) -> HubProcess {
 
 async fn up(dir: &Path) -> LocalClusterset {
     let opts = UpOptions {
-        members: 2,
-        dir: dir.join("cs"),
         data_dir: Some(dir.join("data")),
-        ip_family: IpFamily::Ipv4,
-        upstream_crds: None,
-        controllers: Default::default(),
+        ..UpOptions::new(2, dir.join("cs"))
     };
     let mut local = LocalClusterset::up(&opts).await.unwrap();
     local.controllers.as_mut().unwrap().stop_hub();

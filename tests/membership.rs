@@ -13,7 +13,7 @@ use clusterset::api::clusters::ManagedCluster;
 use clusterset::api::multicluster::ServiceImport;
 use clusterset::apiserver::SimConfig;
 use clusterset::local::controllers::ControllerOptions;
-use clusterset::local::{IpFamily, LocalClusterset, UpOptions};
+use clusterset::local::{LocalClusterset, UpOptions};
 use clusterset::membership::health::HealthConfig;
 use common::{dig_short, eventually, free_port, kubectl_at, kubectl_at_ok, TestServer};
 use k8s_openapi::api::core::v1::Secret;
@@ -432,15 +432,11 @@ impl Set {
     async fn up(members: usize, grace: Duration, damping: Duration) -> Set {
         let dir = tempfile::tempdir().unwrap();
         let opts = UpOptions {
-            members,
-            dir: dir.path().join("cs"),
-            data_dir: None,
-            ip_family: IpFamily::Ipv4,
-            upstream_crds: None,
             controllers: ControllerOptions {
                 health: HealthConfig { grace, damping },
                 heartbeat: Duration::from_millis(100),
             },
+            ..UpOptions::new(members, dir.path().join("cs"))
         };
         let local = LocalClusterset::up(&opts).await.unwrap();
         Set { local, _dir: dir }

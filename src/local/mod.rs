@@ -36,6 +36,21 @@ pub struct UpOptions {
     pub controllers: controllers::ControllerOptions,
 }
 
+impl UpOptions {
+    /// `members` members in `dir`, everything else as `local up` defaults it: in memory,
+    /// IPv4, the generated CRDs, the default heartbeat, grace and damping.
+    pub fn new(members: usize, dir: PathBuf) -> Self {
+        UpOptions {
+            members,
+            dir,
+            data_dir: None,
+            ip_family: IpFamily::Ipv4,
+            upstream_crds: None,
+            controllers: Default::default(),
+        }
+    }
+}
+
 /// One running cluster of the local clusterset.
 pub struct Cluster {
     pub plan: ClusterPlan,
