@@ -5,6 +5,8 @@
 //! - endpoint churn: pod readiness flips per second that reach every member
 //! - convergence of 10,000 exported services across 10 members, with the hub and the
 //!   agents as separate processes (the release binary), and their peak memory
+//! - the write floor: the writes importing members need, sent with no controller, which
+//!   convergence on the same cores cannot beat
 //!
 //! Everything shares this machine's cores: API servers, controllers and the watchers
 //! that time them. `BENCH_SERVICES` overrides the 10,000; `BENCH_ONLY` picks one part.
@@ -460,6 +462,99 @@ async fn convergence(members: usize, services: usize) {
     drop(dir);
 }
 
+/// What the MCS data model alone costs here: for every (service, member) pair, the five
+/// writes an importing member needs (ServiceImport, derived Service, the import's
+/// spec.ips, its EndpointSlice, the import's status), sent straight to the member API
+/// servers, 32 at a time per member, with no controller and only the timing watchers.
+/// Convergence cannot be faster than this on the same machine.
+async fn write_floor(members: usize, services: usize) {
+    let (dir, mut local) = up(members).await;
+    local.controllers = None;
+    workload(&local, 0).await;
+    let tracker = Tracker::start(&local);
+    let started = Instant::now();
+    let names: Vec<String> = (0..services).map(|i| format!("s{i}")).collect();
+    let per_member = member_names(&local).into_iter().map(|m| {
+        let c = client(&local, &m);
+        let names = names.clone();
+        async move {
+            futures::stream::iter(names.into_iter().map(|n| import_by_hand(c.clone(), n)))
+                .buffer_unordered(32)
+                .collect::<Vec<_>>()
+                .await
+        }
+    });
+    futures::future::join_all(per_member).await;
+    let want = services * members;
+    assert!(
+        tracker
+            .wait(Duration::from_secs(60), |t| t.total_complete() >= want)
+            .await
+    );
+    println!(
+        "write floor, {services} services x {members} members: {:.1} s for the {} writes importing members need, with no controller running",
+        started.elapsed().as_secs_f64(),
+        want * 5
+    );
+    drop(dir);
+}
+
+/// The five writes of one imported service, shaped as the agent's.
+async fn import_by_hand(c: kube::Client, name: String) {
+    use clusterset::api::multicluster::ServiceImport;
+    let imports: Api<ServiceImport> = Api::namespaced(c.clone(), NS);
+    let derived = format!("derived-{name}");
+    let import: ServiceImport = serde_json::from_value(json!({
+        "apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+        "metadata": {"name": name, "annotations": {"multicluster.kubernetes.io/derived-service": derived}},
+        "spec": {"type": "ClusterSetIP", "ports": [{"port": 80, "protocol": "TCP"}],
+                 "sessionAffinity": "None", "ipFamilies": ["IPv4"]}}))
+    .unwrap();
+    let import = imports
+        .create(&PostParams::default(), &import)
+        .await
+        .unwrap();
+    let owner = json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+        "name": name, "uid": import.metadata.uid, "controller": true, "blockOwnerDeletion": true});
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": derived, "ownerReferences": [owner]},
+        "spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}],
+                 "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None"}}))
+    .unwrap();
+    let svc = Api::<Service>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    let ips = svc.spec.unwrap().cluster_ips.unwrap_or_default();
+    let params = PatchParams::default();
+    imports
+        .patch(&name, &params, &Patch::Merge(json!({"spec": {"ips": ips}})))
+        .await
+        .unwrap();
+    let endpoint = |ip: &str| json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}});
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": format!("{derived}-0"), "labels": {
+            "multicluster.kubernetes.io/service-name": name,
+            "multicluster.kubernetes.io/source-cluster": "member-1",
+            "endpointslice.kubernetes.io/managed-by": "agent.mcs.clusterset.io",
+            "kubernetes.io/service-name": derived}},
+        "addressType": "IPv4",
+        "endpoints": [endpoint("10.1.0.1"), endpoint("10.1.0.2")],
+        "ports": [{"port": 80, "protocol": "TCP"}]}))
+    .unwrap();
+    Api::<EndpointSlice>::namespaced(c, NS)
+        .create(&PostParams::default(), &slice)
+        .await
+        .unwrap();
+    let status = json!({"status": {"clusters": [{"cluster": "member-1"}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                        "message": "imported from the clusterset", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    imports
+        .patch_status(&name, &params, &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
 /// The hub controller killed (SIGKILL) once everything has converged, 100 more
 /// services exported meanwhile, then started again: how long until it serves, until
 /// it has checked every one of the `services` it already decided, and until the
@@ -552,5 +647,8 @@ async fn main() {
     }
     if run("convergence") {
         convergence(10, services).await;
+    }
+    if run("floor") {
+        write_floor(10, services).await;
     }
 }

@@ -611,10 +611,9 @@ fn check_type(data: &Value, s: Sch, name: &str, errs: &mut Vec<FieldError>) {
     if types.is_empty() && format.is_empty() {
         return;
     }
-    let joined = types.join(",");
     if data.is_null() {
         if !types.is_empty() && !s.nullable() {
-            type_invalid(errs, name, &joined, "null");
+            type_invalid(errs, name, &types.join(","), "null");
         }
         return;
     }
@@ -631,7 +630,7 @@ fn check_type(data: &Value, s: Sch, name: &str, errs: &mut Vec<FieldError>) {
     let format_excuses =
         string_like && !format.is_empty() && !allows("integer") && !allows("number");
     if !matches && !format_excuses {
-        type_invalid(errs, name, &joined, observed);
+        type_invalid(errs, name, &types.join(","), observed);
     }
 }
 
