@@ -523,3 +523,39 @@ fn check_names(spec: &ClusterRegistrationRequestSpec) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, name: &str, uid: &str) -> ClusterRegistrationRequestSpec {
+        ClusterRegistrationRequestSpec {
+            cluster_id: id.into(),
+            cluster_name: name.into(),
+            cluster_uid: uid.into(),
+        }
+    }
+
+    /// What the registrar denies as InvalidRequest, with the message the requester sees.
+    #[test]
+    fn requests_with_unusable_names_are_refused_with_the_reason() {
+        assert_eq!(check_names(&spec("east.example", "east-1", "u")), Ok(()));
+        let long = "a".repeat(129);
+        for (bad, says) in [
+            (
+                spec("East", "east", "u"),
+                "cluster ID \"East\" must be a DNS subdomain",
+            ),
+            (spec(&long, "east", "u"), "of at most 128 characters"),
+            (
+                spec("east", "east_1", "u"),
+                "cluster name \"east_1\" must be a DNS subdomain",
+            ),
+            (spec("east", "", "u"), "cluster name \"\" must be"),
+            (spec("east", "east", ""), "clusterUid is empty"),
+        ] {
+            let why = check_names(&bad).unwrap_err();
+            assert!(why.contains(says), "{bad:?}: {why}");
+        }
+    }
+}
