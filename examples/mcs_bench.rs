@@ -499,57 +499,59 @@ async fn write_floor(members: usize, services: usize) {
     drop(dir);
 }
 
-/// The five writes of one imported service, shaped as the agent's.
+/// The five writes of one imported service, made from the agent's own builders.
 async fn import_by_hand(c: kube::Client, name: String) {
     use clusterset::api::multicluster::ServiceImport;
-    let imports: Api<ServiceImport> = Api::namespaced(c.clone(), NS);
-    let derived = format!("derived-{name}");
-    let import: ServiceImport = serde_json::from_value(json!({
-        "apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
-        "metadata": {"name": name, "annotations": {"multicluster.kubernetes.io/derived-service": derived}},
-        "spec": {"type": "ClusterSetIP", "ports": [{"port": 80, "protocol": "TCP"}],
-                 "sessionAffinity": "None", "ipFamilies": ["IPv4"]}}))
+    use clusterset::api::records::EndpointGroup;
+    use clusterset::mcs::{endpoints, imports, merge::ExportedService};
+    let exported: ExportedService = serde_json::from_value(json!({
+        "type": "ClusterSetIP", "ports": [{"port": 80, "protocol": "TCP"}],
+        "sessionAffinity": "None", "ipFamilies": ["IPv4"]}))
     .unwrap();
-    let import = imports
-        .create(&PostParams::default(), &import)
+    let endpoint = |ip: &str| json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}});
+    let groups: Vec<EndpointGroup> = serde_json::from_value(json!([{"addressType": "IPv4",
+        "ports": [{"port": 80, "protocol": "TCP"}],
+        "endpoints": [endpoint("10.1.0.1"), endpoint("10.1.0.2")]}]))
+    .unwrap();
+    let params = PatchParams::default();
+    let imports_api: Api<ServiceImport> = Api::namespaced(c.clone(), NS);
+    let import = imports::service_import(NS, &name, &exported, &[]);
+    let import = imports_api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(import).unwrap(),
+        )
         .await
         .unwrap();
-    let owner = json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
-        "name": name, "uid": import.metadata.uid, "controller": true, "blockOwnerDeletion": true});
-    let svc: Service = serde_json::from_value(json!({
-        "metadata": {"name": derived, "ownerReferences": [owner]},
-        "spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}],
-                 "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None"}}))
-    .unwrap();
+    let uid = import.metadata.uid.unwrap_or_default();
+    let svc = imports::derived_service(NS, &name, &exported, &uid);
     let svc = Api::<Service>::namespaced(c.clone(), NS)
-        .create(&PostParams::default(), &svc)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(svc).unwrap(),
+        )
         .await
         .unwrap();
     let ips = svc.spec.unwrap().cluster_ips.unwrap_or_default();
-    let params = PatchParams::default();
-    imports
+    imports_api
         .patch(&name, &params, &Patch::Merge(json!({"spec": {"ips": ips}})))
         .await
         .unwrap();
-    let endpoint = |ip: &str| json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}});
-    let slice: EndpointSlice = serde_json::from_value(json!({
-        "metadata": {"name": format!("{derived}-0"), "labels": {
-            "multicluster.kubernetes.io/service-name": name,
-            "multicluster.kubernetes.io/source-cluster": "member-1",
-            "endpointslice.kubernetes.io/managed-by": "agent.mcs.clusterset.io",
-            "kubernetes.io/service-name": derived}},
-        "addressType": "IPv4",
-        "endpoints": [endpoint("10.1.0.1"), endpoint("10.1.0.2")],
-        "ports": [{"port": 80, "protocol": "TCP"}]}))
-    .unwrap();
-    Api::<EndpointSlice>::namespaced(c, NS)
-        .create(&PostParams::default(), &slice)
-        .await
-        .unwrap();
+    let derived = imports::derived_name(NS, &name);
+    let slices: Api<EndpointSlice> = Api::namespaced(c, NS);
+    for slice in endpoints::imported_slices(&name, &derived, "member-1", &groups) {
+        slices
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(slice).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
     let status = json!({"status": {"clusters": [{"cluster": "member-1"}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
                         "message": "imported from the clusterset", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-    imports
+    imports_api
         .patch_status(&name, &params, &Patch::Merge(status))
         .await
         .unwrap();

@@ -1030,6 +1030,20 @@ async fn a_hub_outage_changes_nothing_in_the_members() {
     assert_eq!(imports.items.len(), 1, "no duplicate import");
 }
 
+/// Waits until the hub (context `hub` of `kc`) no longer has `member`'s namespace.
+async fn wait_hub_namespace_gone(kc: &Path, member: &str) {
+    let ns = format!("clusterset-{member}");
+    eventually(
+        &format!("{member}'s hub namespace to be gone"),
+        WAIT,
+        || async {
+            let out = kubectl_at(kc, &["--context", "hub", "get", "ns", &ns], None);
+            (out.code != 0).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_leaves_and_joins_again() {
     let set = Set::up(2, Duration::from_secs(30), Duration::from_secs(1)).await;
@@ -1080,15 +1094,7 @@ async fn a_member_leaves_and_joins_again() {
         .await
         .unwrap();
     assert!(slices.items.is_empty());
-    eventually("member-1's hub namespace to be gone", WAIT, || async {
-        let out = kubectl_at(
-            &kc,
-            &["--context", "hub", "get", "ns", "clusterset-member-1"],
-            None,
-        );
-        (out.code != 0).then_some(())
-    })
-    .await;
+    wait_hub_namespace_gone(&kc, "member-1").await;
     // member-2 is untouched.
     set.wait_answers(
         "member-2",
@@ -1201,15 +1207,7 @@ async fn a_member_leaves_and_joins_again() {
     .await;
     set.wait_answers("member-2", three, "is withdrawn", |a| a.is_empty())
         .await;
-    eventually("member-3's hub namespace to be gone", WAIT, || async {
-        let out = kubectl_at(
-            &kc,
-            &["--context", "hub", "get", "ns", "clusterset-member-3"],
-            None,
-        );
-        (out.code != 0).then_some(())
-    })
-    .await;
+    wait_hub_namespace_gone(&kc, "member-3").await;
     set.wait_answers(
         "member-2",
         "one.demo.svc.clusterset.local",

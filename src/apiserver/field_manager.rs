@@ -686,11 +686,18 @@ fn write_managers(object: &mut Value, managers: &Managers) {
         }
         return;
     }
+    set_managed_fields(object, list);
+}
+
+fn set_managed_fields(object: &mut Value, entries: Vec<Value>) {
+    let Some(root) = object.as_object_mut() else {
+        return;
+    };
     let metadata = root
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(metadata) = metadata {
-        metadata.insert("managedFields".to_string(), Value::Array(list));
+        metadata.insert("managedFields".to_string(), Value::Array(entries));
     }
 }
 
@@ -1438,14 +1445,7 @@ fn record_create(
         return;
     }
     let entry = entry_value(id, api_version, Some(now), owned.encode());
-    if let Some(root) = new.as_object_mut() {
-        let metadata = root
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(metadata) = metadata {
-            metadata.insert("managedFields".to_string(), Value::Array(vec![entry]));
-        }
-    }
+    set_managed_fields(new, vec![entry]);
 }
 
 /// Every node below `value` as a member of `node`, with `descendants`' list semantics.
