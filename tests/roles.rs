@@ -30,6 +30,16 @@ async fn create(client: &kube::Client, object: serde_json::Value) {
     api.create(&PostParams::default(), &obj).await.unwrap();
 }
 
+async fn namespaces(client: &kube::Client, names: &[&str]) {
+    for name in names {
+        create(
+            client,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+        .await;
+    }
+}
+
 async fn cluster(sim: bool) -> TestServer {
     let t = if sim {
         TestServer::simulated(SimConfig::default()).await
@@ -58,6 +68,21 @@ fn spawn(args: &[&str]) -> Role {
         .spawn()
         .unwrap();
     Role(child)
+}
+
+/// `clusterset agent` for `member` (cluster ID `id`) in pull mode.
+fn agent(member: &TestServer, id: &str, hub_kubeconfig: &std::path::Path, port: u16) -> Role {
+    spawn(&[
+        "agent",
+        "--kubeconfig",
+        member.kubeconfig().to_str().unwrap(),
+        "--cluster-id",
+        id,
+        "--hub-kubeconfig",
+        hub_kubeconfig.to_str().unwrap(),
+        "--probe-listen",
+        &format!("127.0.0.1:{port}"),
+    ])
 }
 
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -96,16 +121,14 @@ async fn hub_and_agents_as_processes_pull_and_push() {
     let hub = cluster(false).await;
     let east = cluster(true).await;
     let west = cluster(true).await;
-    for ns in ["clusterset-imports", "clusterset-system", "clusterset-east"] {
-        create(
-            &hub.client,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        )
-        .await;
-    }
-    create(
+    namespaces(
         &hub.client,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "clusterset-west"}}),
+        &[
+            "clusterset-imports",
+            "clusterset-system",
+            "clusterset-east",
+            "clusterset-west",
+        ],
     )
     .await;
     // west is a push-mode member: its ID comes from its ClusterProperty, its kubeconfig from a Secret.
@@ -119,11 +142,7 @@ async fn hub_and_agents_as_processes_pull_and_push() {
         "metadata": {"name": "west", "namespace": "clusterset-system", "labels": {"mcs.clusterset.io/member-kubeconfig": "true"}},
         "stringData": {"kubeconfig": west.server.kubeconfig_yaml("west")}})).await;
     for c in [&east, &west] {
-        create(
-            &c.client,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}),
-        )
-        .await;
+        namespaces(&c.client, &["demo"]).await;
     }
 
     let (hub_port, agent_port) = (free_port(), free_port());
@@ -138,17 +157,7 @@ async fn hub_and_agents_as_processes_pull_and_push() {
         "--probe-listen",
         &format!("127.0.0.1:{hub_port}"),
     ]);
-    let agent_role = spawn(&[
-        "agent",
-        "--kubeconfig",
-        east.kubeconfig().to_str().unwrap(),
-        "--cluster-id",
-        "east",
-        "--hub-kubeconfig",
-        hub_kc.to_str().unwrap(),
-        "--probe-listen",
-        &format!("127.0.0.1:{agent_port}"),
-    ]);
+    let agent_role = agent(&east, "east", &hub_kc, agent_port);
     for port in [hub_port, agent_port] {
         eventually("the role to report ready", WAIT, || async move {
             get(port, "/readyz").await.filter(|(code, _)| *code == 200)
@@ -309,13 +318,11 @@ async fn an_import_of_a_family_the_member_lacks_is_not_ready() {
         create(&six.client, serde_json::to_value(crd).unwrap()).await;
     }
     let four = cluster(true).await;
-    for ns in ["clusterset-imports", "clusterset-six", "clusterset-four"] {
-        create(
-            &hub.client,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        )
-        .await;
-    }
+    namespaces(
+        &hub.client,
+        &["clusterset-imports", "clusterset-six", "clusterset-four"],
+    )
+    .await;
     let tasks = [
         tokio::spawn(Hub::new(hub.client.clone(), Metrics::new("hub"), &[]).run(2)),
         tokio::spawn(
@@ -338,11 +345,7 @@ async fn an_import_of_a_family_the_member_lacks_is_not_ready() {
         ),
     ];
     for c in [&six, &four] {
-        create(
-            &c.client,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}),
-        )
-        .await;
+        namespaces(&c.client, &["demo"]).await;
     }
     create(&six.client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "demo"},
         "spec": {"ports": [{"port": 80}]}})).await;
@@ -441,4 +444,107 @@ async fn dns_as_a_process_answers_and_stops_on_sigterm() {
     assert!(metrics.contains("clusterset_dns_services 1"), "{metrics}");
     let log = terminate(role).await;
     assert!(log.contains("serving clusterset.local"), "{log}");
+}
+
+/// Every import failing at once (here: the member lost the ServiceImport CRD) is
+/// retried every few seconds; the agent's log says so in a few lines instead of one
+/// warning per retry, and says when it is over.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_reconciles_are_logged_without_a_flood() {
+    const SERVICES: usize = 30;
+    let hub = cluster(false).await;
+    let east = cluster(false).await;
+    namespaces(&hub.client, &["clusterset-imports", "clusterset-east"]).await;
+    namespaces(&east.client, &["demo"]).await;
+    for i in 0..SERVICES {
+        let name = format!("s{i}");
+        create(
+            &east.client,
+            json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await;
+        create(
+            &east.client,
+            json!({"apiVersion": "multicluster.x-k8s.io/v1beta1",
+            "kind": "ServiceExport", "metadata": {"name": name, "namespace": "demo"}}),
+        )
+        .await;
+    }
+    let hub_kc = hub.kubeconfig();
+    let _hub_role = spawn(&[
+        "hub",
+        "--hub-kubeconfig",
+        hub_kc.to_str().unwrap(),
+        "--probe-listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    let agent_port = free_port();
+    let agent_role = agent(&east, "east", &hub_kc, agent_port);
+    let imports: Api<ServiceImport> = Api::namespaced(east.client.clone(), "demo");
+    let imported = |want: usize| {
+        let imports = imports.clone();
+        async move {
+            let n = imports.list(&Default::default()).await.ok()?.items.len();
+            (n == want).then_some(())
+        }
+    };
+    eventually("every service imported", WAIT, || imported(SERVICES)).await;
+
+    east.kubectl_ok(&["delete", "crd", "serviceimports.multicluster.x-k8s.io"]);
+    // Enough failed retries that one warning each would be a flood.
+    eventually(
+        "the agent to retry every import many times",
+        WAIT,
+        || async move {
+            let (_, metrics) = get(agent_port, "/metrics").await?;
+            let errors: usize = metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with(
+                        "clusterset_agent_reconciles_total{controller=\"import\",result=\"error\"}",
+                    )
+                })?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            let all_failing =
+                metrics.contains(&format!("clusterset_agent_failing_keys {SERVICES}"));
+            (errors >= 5 * SERVICES && all_failing).then_some(())
+        },
+    )
+    .await;
+    let crd = clusterset::api::crds()
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("serviceimports.multicluster.x-k8s.io"))
+        .unwrap();
+    create(&east.client, serde_json::to_value(crd).unwrap()).await;
+    eventually("every import back", WAIT, || imported(SERVICES)).await;
+    eventually("no key failing", WAIT, || async move {
+        let (_, metrics) = get(agent_port, "/metrics").await?;
+        metrics
+            .contains("clusterset_agent_failing_keys 0")
+            .then_some(())
+    })
+    .await;
+
+    let log = terminate(agent_role).await;
+    let warned = log.matches("reconcile failed; will retry").count();
+    assert_eq!(
+        warned,
+        clusterset::runtime::failure_log::WARN_LIMIT,
+        "one warning for each of the first keys only:\n{log}"
+    );
+    assert!(
+        log.contains("keys are failing;"),
+        "the others are summed up:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "every failing reconcile succeeds again ({SERVICES} keys had failed)"
+        )),
+        "{log}"
+    );
 }

@@ -152,30 +152,26 @@ impl Agent {
             }
             tracing::info!(cluster = %this.cluster, "agent caches synced; reconciling");
             let exports = {
-                let agent = this.clone();
-                this.export_queue
-                    .clone()
-                    .run(workers, move |key: ServiceKey| {
+                let (agent, metrics) = (this.clone(), this.metrics.clone());
+                this.export_queue.clone().run(
+                    workers,
+                    move |key: ServiceKey| {
                         let agent = agent.clone();
-                        async move {
-                            let result = agent.reconcile_export(&key).await;
-                            agent.metrics.reconciled("export", &key, &result);
-                            result
-                        }
-                    })
+                        async move { agent.reconcile_export(&key).await }
+                    },
+                    move |key, result| metrics.reconciled("export", key, result),
+                )
             };
             let imports = {
-                let agent = this.clone();
-                this.import_queue
-                    .clone()
-                    .run(workers, move |key: ServiceKey| {
+                let (agent, metrics) = (this.clone(), this.metrics.clone());
+                this.import_queue.clone().run(
+                    workers,
+                    move |key: ServiceKey| {
                         let agent = agent.clone();
-                        async move {
-                            let result = agent.reconcile_import(&key).await;
-                            agent.metrics.reconciled("import", &key, &result);
-                            result
-                        }
-                    })
+                        async move { agent.reconcile_import(&key).await }
+                    },
+                    move |key, result| metrics.reconciled("import", key, result),
+                )
             };
             futures::future::join(exports, imports).await;
         };

@@ -154,19 +154,22 @@ impl Hub {
                 }
             }
             tracing::info!("hub caches synced; reconciling");
-            let hub = this.clone();
+            let (hub, reporter) = (this.clone(), this.clone());
             this.queue
                 .clone()
-                .run(workers, move |key: ServiceKey| {
-                    let hub = hub.clone();
-                    async move {
-                        let result = hub.reconcile(&key).await;
+                .run(
+                    workers,
+                    move |key: ServiceKey| {
+                        let hub = hub.clone();
+                        async move { hub.reconcile(&key).await }
+                    },
+                    move |key, result| {
+                        let hub = &reporter;
                         hub.metrics.exports.set(hub.records.len() as i64);
                         hub.metrics.imports.set(hub.imports.len() as i64);
-                        hub.metrics.reconciled("hub", &key, &result);
-                        result
-                    }
-                })
+                        hub.metrics.reconciled("hub", key, result);
+                    },
+                )
                 .await;
         };
         tokio::select! {

@@ -1,6 +1,11 @@
 //! The Prometheus metrics of the hub controller and the agent.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::runtime::failure_log::{FailureLog, Line};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -13,9 +18,12 @@ pub struct Metrics {
     pub conflicts: IntGaugeVec,
     /// Reconciles by controller and result (ok, error).
     pub reconciles: IntCounterVec,
+    /// Keys whose last reconcile failed (being retried).
+    pub failing: IntGauge,
     /// Seconds from an export reaching its agent to its ServiceImport being written in
     /// a member (agent, import side).
     pub propagation: Histogram,
+    failures: Arc<FailureLog>,
 }
 
 impl Metrics {
@@ -41,6 +49,11 @@ impl Metrics {
             &["controller", "result"],
         )
         .expect("valid metric");
+        let failing = IntGauge::new(
+            format!("{role}_failing_keys"),
+            "Keys whose last reconcile failed and are being retried",
+        )
+        .expect("valid metric");
         let propagation = Histogram::with_opts(
             HistogramOpts::new(
                 format!("{role}_propagation_seconds"),
@@ -56,6 +69,7 @@ impl Metrics {
             Box::new(imports.clone()),
             Box::new(conflicts.clone()),
             Box::new(reconciles.clone()),
+            Box::new(failing.clone()),
             Box::new(propagation.clone()),
         ] {
             registry.register(c).expect("registered once");
@@ -66,7 +80,9 @@ impl Metrics {
             imports,
             conflicts,
             reconciles,
+            failing,
             propagation,
+            failures: Arc::default(),
         }
     }
 
@@ -78,19 +94,50 @@ impl Metrics {
         result: &Result<(), kube::Error>,
     ) {
         let outcome = match result {
-            Ok(()) => "ok",
+            Ok(()) => {
+                self.log_success(controller, key);
+                "ok"
+            }
             // The cache was behind a write of our own: the retry reads the newer version.
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 tracing::debug!(controller, %key, message = %s.message, "conflict; will retry");
                 "conflict"
             }
             Err(error) => {
-                tracing::warn!(controller, %key, %error, "reconcile failed; will retry");
+                self.log_failure(controller, key, error);
                 "error"
             }
         };
         self.reconciles
             .with_label_values(&[controller, outcome])
             .inc();
+        self.failing.set(self.failures.failing() as i64);
+    }
+
+    fn log_failure(&self, controller: &str, key: &dyn std::fmt::Display, error: &kube::Error) {
+        let id = format!("{controller} {key}");
+        match self.failures.failed(&id, Instant::now()) {
+            Line::Warn => tracing::warn!(
+                controller, %key, %error,
+                "reconcile failed; will retry (until it succeeds, its failures are logged at debug)"
+            ),
+            Line::Summary { failing, unlogged } => tracing::warn!(
+                controller, failing, unlogged, %key, %error,
+                "reconciles of {failing} keys are failing; {unlogged} more started failing since the last warning (this is the latest)"
+            ),
+            _ => tracing::debug!(controller, %key, %error, "reconcile failed; will retry"),
+        }
+    }
+
+    fn log_success(&self, controller: &str, key: &dyn std::fmt::Display) {
+        let line = self.failures.succeeded(|| format!("{controller} {key}"));
+        match line {
+            Line::Recovered => tracing::info!(controller, %key, "reconcile succeeds again"),
+            Line::AllRecovered { failed } => tracing::info!(
+                failed,
+                "every failing reconcile succeeds again ({failed} keys had failed)"
+            ),
+            _ => {}
+        }
     }
 }

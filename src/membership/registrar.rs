@@ -139,24 +139,28 @@ impl Registrar {
         let work = async move {
             this.requests.wait_synced().await;
             this.clusters.wait_synced().await;
-            let registrar = this.clone();
+            let (registrar, reporter) = (this.clone(), this.clone());
             this.queue
                 .clone()
                 // One request at a time: two for the same new ID must not both pass.
-                .run(1, move |key: ServiceKey| {
-                    let registrar = registrar.clone();
-                    async move {
-                        let result = match key.namespace.is_empty() {
-                            true => registrar.reconcile_request(&key.name).await,
-                            false => registrar.reconcile_cluster(&key).await,
-                        };
-                        registrar.count_requests();
-                        if let Err(error) = &result {
+                .run(
+                    1,
+                    move |key: ServiceKey| {
+                        let registrar = registrar.clone();
+                        async move {
+                            match key.namespace.is_empty() {
+                                true => registrar.reconcile_request(&key.name).await,
+                                false => registrar.reconcile_cluster(&key).await,
+                            }
+                        }
+                    },
+                    move |key, result| {
+                        reporter.count_requests();
+                        if let Err(error) = result {
                             tracing::warn!(%key, error = format!("{error:#}"), "registrar reconcile failed; retrying");
                         }
-                        result
-                    }
-                })
+                    },
+                )
                 .await;
         };
         tokio::select! {

@@ -1,7 +1,9 @@
-//! What every controller role shares: watch-fed caches, a coalescing work queue, and
+//! What every controller role shares: watch-fed caches, a coalescing work queue, a
+//! log of reconcile failures that an outage cannot flood, and
 //! the HTTP endpoints a long-running role serves (`/metrics`, `/healthz`, `/readyz`).
 
 pub mod cache;
+pub mod failure_log;
 pub mod probes;
 pub mod queue;
 

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use tokio::sync::Notify;
 pub struct Queue<K> {
     state: Mutex<State<K>>,
     wake: Notify,
+    /// Set when the future of [`Queue::run`] is dropped (the role is stopping).
+    stopped: AtomicBool,
 }
 
 struct State<K> {
@@ -39,6 +42,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
                 failures: HashMap::new(),
             }),
             wake: Notify::new(),
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -104,27 +108,46 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
         }
     }
 
-    /// Works the queue with up to `workers` reconciles at once until the task is
-    /// dropped. A reconcile that fails is retried after a backoff.
-    pub async fn run<F, Fut, E>(self: Arc<Self>, workers: usize, reconcile: F)
+    /// Whether the future of [`Queue::run`] has been dropped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Works the queue with up to `workers` reconciles at once until the future is
+    /// dropped, handing each outcome to `report` (metrics, logs). A reconcile that
+    /// fails is retried after a backoff.
+    ///
+    /// Dropping the future aborts the reconciles, but one that is being polled at that
+    /// moment still finishes, possibly failing because the process is exiting and its
+    /// client closed: such late outcomes are neither reported nor retried, so a clean
+    /// shutdown logs no failures.
+    pub async fn run<F, Fut, E, R>(self: Arc<Self>, workers: usize, reconcile: F, report: R)
     where
         F: Fn(K) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send,
-        E: std::fmt::Display,
+        R: Fn(&K, &Result<(), E>) + Send + Sync + 'static,
     {
         let reconcile = Arc::new(reconcile);
+        let report = Arc::new(report);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..workers.max(1) {
             let queue = self.clone();
-            let reconcile = reconcile.clone();
+            let (reconcile, report) = (reconcile.clone(), report.clone());
             tasks.spawn(async move {
                 loop {
                     let key = queue.next().await;
                     // A panicking reconcile counts as a failure: the key must not stay
                     // marked active (and the worker gone) for good.
                     let run = std::panic::AssertUnwindSafe(reconcile(key.clone()));
-                    let ok = match futures::FutureExt::catch_unwind(run).await {
-                        Ok(result) => result.is_ok(),
+                    let outcome = futures::FutureExt::catch_unwind(run).await;
+                    if queue.is_stopped() {
+                        return;
+                    }
+                    let ok = match outcome {
+                        Ok(result) => {
+                            report(&key, &result);
+                            result.is_ok()
+                        }
                         Err(_) => {
                             tracing::error!("reconcile panicked; retrying the key");
                             false
@@ -134,7 +157,17 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
                 }
             });
         }
+        // Dropped before `tasks` (declared after it), so the flag is up before the abort.
+        let _stop = StopOnDrop(self.clone());
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+struct StopOnDrop<K>(Arc<Queue<K>>);
+
+impl<K> Drop for StopOnDrop<K> {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
     }
 }
 
@@ -155,21 +188,25 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let (r, n) = (running.clone(), runs.clone());
         let q = queue.clone();
-        let worker = tokio::spawn(queue.clone().run(4, move |key: &'static str| {
-            let (r, n, q) = (r.clone(), n.clone(), q.clone());
-            async move {
-                if key != "a" {
-                    return Ok(());
+        let worker = tokio::spawn(queue.clone().run(
+            4,
+            move |key: &'static str| {
+                let (r, n, q) = (r.clone(), n.clone(), q.clone());
+                async move {
+                    if key != "a" {
+                        return Ok(());
+                    }
+                    assert_eq!(r.fetch_add(1, Ordering::SeqCst), 0, "one key at a time");
+                    if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                        q.add("a"); // added while active: runs again afterwards
+                    }
+                    tokio::task::yield_now().await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<(), String>(())
                 }
-                assert_eq!(r.fetch_add(1, Ordering::SeqCst), 0, "one key at a time");
-                if n.fetch_add(1, Ordering::SeqCst) == 0 {
-                    q.add("a"); // added while active: runs again afterwards
-                }
-                tokio::task::yield_now().await;
-                r.fetch_sub(1, Ordering::SeqCst);
-                Ok::<(), String>(())
-            }
-        }));
+            },
+            |_, _| {},
+        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !(queue.is_empty() && runs.load(Ordering::SeqCst) >= 2) {
             assert!(tokio::time::Instant::now() < deadline, "queue drains");
@@ -184,16 +221,20 @@ mod tests {
         queue.add(1u32);
         let attempts = Arc::new(AtomicUsize::new(0));
         let a = attempts.clone();
-        let worker = tokio::spawn(queue.clone().run(1, move |_k: u32| {
-            let a = a.clone();
-            async move {
-                if a.fetch_add(1, Ordering::SeqCst) < 3 {
-                    Err("not yet")
-                } else {
-                    Ok(())
+        let worker = tokio::spawn(queue.clone().run(
+            1,
+            move |_k: u32| {
+                let a = a.clone();
+                async move {
+                    if a.fetch_add(1, Ordering::SeqCst) < 3 {
+                        Err("not yet")
+                    } else {
+                        Ok(())
+                    }
                 }
-            }
-        }));
+            },
+            |_, _| {},
+        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while attempts.load(Ordering::SeqCst) < 4 {
             assert!(
@@ -211,15 +252,19 @@ mod tests {
         queue.add(7u32);
         let attempts = Arc::new(AtomicUsize::new(0));
         let a = attempts.clone();
-        let worker = tokio::spawn(queue.clone().run(1, move |_k: u32| {
-            let a = a.clone();
-            async move {
-                if a.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("bad input");
+        let worker = tokio::spawn(queue.clone().run(
+            1,
+            move |_k: u32| {
+                let a = a.clone();
+                async move {
+                    if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("bad input");
+                    }
+                    Ok::<(), String>(())
                 }
-                Ok::<(), String>(())
-            }
-        }));
+            },
+            |_, _| {},
+        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !(attempts.load(Ordering::SeqCst) >= 2 && queue.is_empty()) {
             assert!(
@@ -229,5 +274,57 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         worker.abort();
+    }
+
+    /// A role stopping mid-reconcile: the reconcile, being polled when the queue's
+    /// future is dropped, fails as its client goes away; that is not reported.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reconcile_finishing_after_the_stop_is_not_reported() {
+        let queue = Queue::new();
+        queue.add(1u32);
+        let started = Arc::new(AtomicBool::new(false));
+        let reported = Arc::new(AtomicUsize::new(0));
+        let (s, q, n) = (started.clone(), queue.clone(), reported.clone());
+        let running = tokio::spawn(queue.clone().run(
+            1,
+            move |_k: u32| {
+                let (s, q) = (s.clone(), q.clone());
+                async move {
+                    s.store(true, Ordering::SeqCst);
+                    // One long poll, as a reconcile has when its client fails at once.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                    while !q.is_stopped() && std::time::Instant::now() < deadline {
+                        std::thread::yield_now();
+                    }
+                    Err::<(), _>("client closed")
+                }
+            },
+            move |_, _| {
+                n.fetch_add(1, Ordering::SeqCst);
+            },
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !started.load(Ordering::SeqCst) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reconcile starts"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        running.abort();
+        assert!(running.await.unwrap_err().is_cancelled());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !queue.is_stopped() {
+            assert!(tokio::time::Instant::now() < deadline, "the queue stops");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The reconcile's task is gone once its last poll ends: the key is released
+        // neither as done nor queued for a retry, and nothing was reported.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&queue) > 1 {
+            assert!(tokio::time::Instant::now() < deadline, "the worker ends");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(reported.load(Ordering::SeqCst), 0);
     }
 }
