@@ -49,6 +49,7 @@ struct State {
 }
 
 impl FailureLog {
+    /// A failure of `key` (unique across the controllers sharing this log).
     pub fn failed(&self, key: &str, now: Instant) -> Line {
         let mut s = self.state.lock().expect("failure log lock");
         if !s.failing.insert(key.to_string()) {
