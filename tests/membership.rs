@@ -380,6 +380,7 @@ async fn clusters_join_by_hand_and_the_hub_admits_one_cluster_per_id() {
         "clusterset_registration_requests{result=\"Approved\"} 1",
         "clusterset_registration_requests{result=\"Denied\"} 2",
         "clusterset_members{ready=\"true\"} 1",
+        "clusterset_registrar_reconciles_total{result=\"ok\"} ",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }

@@ -14,6 +14,8 @@ pub struct MembershipMetrics {
     pub withdrawals: IntCounterVec,
     /// Registration requests by result (`Pending`, `Approved`, `Denied`, `New`).
     pub requests: IntGaugeVec,
+    /// The registrar's reconciles by result (`ok`, `error`).
+    pub registrar_reconciles: IntCounterVec,
 }
 
 impl MembershipMetrics {
@@ -56,6 +58,14 @@ impl MembershipMetrics {
                 &["result"],
             )
             .expect("valid metric"),
+            registrar_reconciles: IntCounterVec::new(
+                Opts::new(
+                    "registrar_reconciles_total",
+                    "Reconciles of registration requests and ManagedClusters by result",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
         };
         for c in [
             Box::new(metrics.members.clone()) as Box<dyn prometheus::core::Collector>,
@@ -63,6 +73,7 @@ impl MembershipMetrics {
             Box::new(metrics.withdrawn_endpoints.clone()),
             Box::new(metrics.withdrawals.clone()),
             Box::new(metrics.requests.clone()),
+            Box::new(metrics.registrar_reconciles.clone()),
         ] {
             registry.register(c).expect("registered once");
         }

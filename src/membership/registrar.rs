@@ -156,9 +156,18 @@ impl Registrar {
                     },
                     move |key, result| {
                         reporter.count_requests();
-                        if let Err(error) = result {
-                            tracing::warn!(%key, error = format!("{error:#}"), "registrar reconcile failed; retrying");
-                        }
+                        let outcome = match result {
+                            Ok(()) => "ok",
+                            Err(error) => {
+                                tracing::warn!(%key, error = format!("{error:#}"), "registrar reconcile failed; retrying");
+                                "error"
+                            }
+                        };
+                        reporter
+                            .metrics
+                            .registrar_reconciles
+                            .with_label_values(&[outcome])
+                            .inc();
                     },
                 )
                 .await;
