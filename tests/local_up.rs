@@ -355,6 +355,22 @@ fn the_command_line_contract() {
         "{}",
         status.stdout
     );
+    // Each member's DNS server answers; the hub has none.
+    let local: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("local.json")).unwrap()).unwrap();
+    for c in local["clusters"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let line = status
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        match c["dns"].as_str() {
+            Some(dns) => assert_eq!(cells[4], dns, "{}", status.stdout),
+            None => assert_eq!(cells[4], "-", "{}", status.stdout),
+        }
+    }
 
     let joined = clusterset(&["local", "join"], &dir);
     assert_eq!(joined.code, 0, "{}", joined.stderr);

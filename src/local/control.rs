@@ -130,7 +130,7 @@ pub async fn send(dir: &Path, command: &str) -> anyhow::Result<String> {
 }
 
 /// A table of the clusters in `dir/local.json`, each probed on `/readyz` with the
-/// administrator's kubeconfig.
+/// administrator's kubeconfig, and each member's DNS server asked for its SOA.
 pub async fn status_table(dir: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(dir.join("local.json")).with_context(|| {
         format!(
@@ -140,17 +140,26 @@ pub async fn status_table(dir: &Path) -> anyhow::Result<String> {
     })?;
     let local: Value = serde_json::from_str(&text).context("local.json is not valid JSON")?;
     let kubeconfig = kube::config::Kubeconfig::read_from(dir.join("kubeconfig"))?;
-    let mut rows = vec![["NAME", "ROLE", "CLUSTER-ID", "SERVER", "STATUS"]
+    let mut rows = vec![["NAME", "ROLE", "CLUSTER-ID", "SERVER", "DNS", "STATUS"]
         .map(String::from)
         .to_vec()];
     for c in local["clusters"].as_array().into_iter().flatten() {
         let name = c["name"].as_str().unwrap_or_default();
         let health = probe(&kubeconfig, name).await;
+        let dns = match c["dns"].as_str().map(str::parse::<std::net::SocketAddr>) {
+            None => "-".to_string(),
+            Some(Ok(addr)) if crate::dns::answers_soa(addr, Duration::from_secs(1)).await => {
+                addr.to_string()
+            }
+            Some(Ok(addr)) => format!("{addr} (no answer)"),
+            Some(Err(_)) => "? (bad address in local.json)".to_string(),
+        };
         rows.push(vec![
             name.to_string(),
             c["role"].as_str().unwrap_or_default().to_string(),
             c["clusterId"].as_str().unwrap_or("-").to_string(),
             c["server"].as_str().unwrap_or_default().to_string(),
+            dns,
             health,
         ]);
     }
