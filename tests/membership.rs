@@ -509,10 +509,14 @@ metadata: {{name: {name}, namespace: {ns}}}
 
     fn hub_metrics(&self) -> String {
         let controllers = self.local.controllers.as_ref().unwrap();
-        let families = controllers.hub.metrics.registry.gather();
-        prometheus::TextEncoder::new()
-            .encode_to_string(&families)
-            .unwrap()
+        encode(&controllers.hub.metrics.registry)
+    }
+
+    /// What the member's agent serves on `/metrics`.
+    fn member_metrics(&self, name: &str) -> String {
+        let controllers = self.local.controllers.as_ref().unwrap();
+        let (_, member) = controllers.members.iter().find(|(n, _)| n == name).unwrap();
+        encode(&member.metrics.registry)
     }
 
     async fn managed_cluster(&self, name: &str) -> ManagedCluster {
@@ -532,6 +536,12 @@ metadata: {{name: {name}, namespace: {ns}}}
             .map(|c| (c.status.clone(), c.reason.clone()))
             .unwrap_or_default()
     }
+}
+
+fn encode(registry: &prometheus::Registry) -> String {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap()
 }
 
 fn metric(text: &str, series: &str) -> f64 {
@@ -1249,11 +1259,27 @@ async fn members_renew_their_hub_token_before_it_expires() {
         (token_of(&now) != token_of(&before)).then_some(now)
     })
     .await;
-    let issued = String::from_utf8(renewed.data.unwrap()["token-issued"].0.clone()).unwrap();
+    let data = renewed.data.unwrap();
+    let issued = String::from_utf8(data["token-issued"].0.clone()).unwrap();
     assert!(
         issued.starts_with("20") && !issued.starts_with("2020"),
         "{issued}"
     );
+    // The member's metrics say when the token in use expires.
+    let expires: jiff::Timestamp = String::from_utf8(data["token-expires"].0.clone())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let series = "clusterset_agent_hub_token_expiry_timestamp_seconds";
+    eventually(
+        "member-1's metrics to show the new expiry",
+        WAIT,
+        || async {
+            let shown = metric(&set.member_metrics("member-1"), series);
+            (shown == expires.as_second() as f64).then_some(())
+        },
+    )
+    .await;
     // The agent works on with the new token.
     for member in ["member-1", "member-2"] {
         set.kubectl(member, &["create", "namespace", "demo"]);

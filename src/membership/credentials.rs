@@ -133,12 +133,17 @@ impl Credentials {
         }))
     }
 
+    /// When the token expires, if the hub said.
+    pub fn expires_at(&self) -> Option<jiff::Timestamp> {
+        self.token_lifetime.as_ref()?.1.parse().ok()
+    }
+
     /// When the token should be replaced: after 80% of its lifetime, as kubelets
     /// rotate their projected tokens.
     pub fn renew_at(&self) -> Option<jiff::Timestamp> {
-        let (issued, expires) = self.token_lifetime.as_ref()?;
+        let (issued, _) = self.token_lifetime.as_ref()?;
         let issued: jiff::Timestamp = issued.parse().ok()?;
-        let expires: jiff::Timestamp = expires.parse().ok()?;
+        let expires = self.expires_at()?;
         let lifetime = expires.duration_since(issued);
         Some(issued + lifetime.mul_f64(0.8))
     }

@@ -57,6 +57,9 @@ pub struct Member {
     removed: Arc<Notify>,
     /// The credentials the hub removed (not used again until the Secret changes).
     evicted: Mutex<Option<Credentials>>,
+    /// When the hub token in use expires (Unix seconds; 0 when unknown or not joined),
+    /// for alerting on a member that keeps failing to renew it.
+    token_expiry: prometheus::IntGauge,
 }
 
 /// Consecutive 401s from the hub after which the member counts itself removed: its
@@ -95,6 +98,15 @@ fn no_key(_: &Node) -> Option<crate::runtime::ServiceKey> {
 
 impl Member {
     pub fn new(client: Client, config: MemberConfig, metrics: Metrics) -> Arc<Self> {
+        let token_expiry = prometheus::IntGauge::new(
+            "agent_hub_token_expiry_timestamp_seconds",
+            "When the member's hub token expires (Unix time; 0 when unknown or not joined)",
+        )
+        .expect("valid metric");
+        metrics
+            .registry
+            .register(Box::new(token_expiry.clone()))
+            .expect("registered once");
         Arc::new(Member {
             client,
             config,
@@ -104,6 +116,7 @@ impl Member {
             nodes: Cache::new(no_key),
             removed: Arc::new(Notify::new()),
             evicted: Mutex::new(None),
+            token_expiry,
         })
     }
 
@@ -247,6 +260,8 @@ impl Member {
             tokio::spawn(agent.clone().run(self.config.workers)),
             tokio::spawn(heartbeat.run()),
         ];
+        self.token_expiry
+            .set(credentials.expires_at().map_or(0, |t| t.as_second()));
         *self.running.lock().expect("running lock") = Some(Running {
             credentials,
             agent,
@@ -261,6 +276,7 @@ impl Member {
             return;
         };
         tracing::info!(cluster = %was.credentials.cluster_id, "left the clusterset: agent stopped, removing imports");
+        self.token_expiry.set(0);
         was.stop().await;
         let mut pause = Duration::from_millis(100);
         while let Err(error) = super::join::remove_imports(&self.client).await {
