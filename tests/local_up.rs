@@ -716,3 +716,66 @@ async fn kubectl_auth_can_i_and_whoami_answer_for_the_caller() {
     assert_eq!(me, "system:serviceaccount:default:bot");
     local.down().await;
 }
+
+/// With `--data-dir`, a member added by `local join` comes back at the next `up` as
+/// the member it joined as: in the kubeconfig, with its objects, heart-beating to the
+/// same ManagedCluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joined_member_comes_back_with_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = UpOptions {
+        data_dir: Some(dir.path().join("data")),
+        ..options(&dir.path().join("cs"), 1)
+    };
+    opts.controllers.heartbeat = Duration::from_millis(200);
+    let hub_path = |what: &str| {
+        ["--context", "hub", "-n", "clusterset-member-2", "get", what].map(String::from)
+    };
+    let get = |kc: &Path, what: &str, jsonpath: &str| {
+        let mut args = hub_path(what).to_vec();
+        args.extend(["-o".to_string(), format!("jsonpath={jsonpath}")]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kubectl_ok(kc, &args)
+    };
+
+    let local = LocalClusterset::up(&opts).await.unwrap();
+    assert_eq!(local.join_member().await.unwrap(), "member-2");
+    let kc = local.kubeconfig_path();
+    kubectl_ok(
+        &kc,
+        &["--context", "member-2", "create", "namespace", "kept"],
+    );
+    let uid = get(&kc, "managedcluster/member-2", "{.metadata.uid}");
+    local.down().await;
+
+    let local = LocalClusterset::up(&opts).await.unwrap();
+    let kc = local.kubeconfig_path();
+    let files: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cs/local.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = files["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hub", "member-1", "member-2"]);
+    kubectl_ok(&kc, &["--context", "member-2", "get", "namespace", "kept"]);
+    assert_eq!(
+        get(&kc, "managedcluster/member-2", "{.metadata.uid}"),
+        uid,
+        "the same membership, not a second join"
+    );
+    let renewed = get(&kc, "lease/clusterset-heartbeat", "{.spec.renewTime}");
+    common::eventually(
+        "member-2 to heart-beat again",
+        Duration::from_secs(20),
+        || {
+            let now = get(&kc, "lease/clusterset-heartbeat", "{.spec.renewTime}");
+            let renewed = renewed.clone();
+            async move { (now != renewed).then_some(()) }
+        },
+    )
+    .await;
+    local.down().await;
+}

@@ -135,8 +135,30 @@ impl LocalClusterset {
             },
             _lock: lock,
         };
-        local.write_files(&local.joined.lock().await)?;
+        {
+            let mut joined = local.joined.lock().await;
+            local.restore_joined(&mut joined).await?;
+            local.write_files(&joined)?;
+        }
         Ok(local)
+    }
+
+    /// With a data directory, members added by `local join` in an earlier run (their
+    /// stores are `member-<n>` past `--members`) come back, with the identity they
+    /// joined with, instead of being left for the hub to declare dead.
+    async fn restore_joined(&self, joined: &mut Vec<controllers::Joined>) -> anyhow::Result<()> {
+        let Some(data) = &self.setup.data_dir else {
+            return Ok(());
+        };
+        loop {
+            let next = self.clusters.len() + joined.len();
+            if next > 99 || !data.join(format!("member-{next}")).is_dir() {
+                return Ok(());
+            }
+            let member = self.start_joined(next).await?;
+            tracing::info!(member = %member.cluster.plan.name, "member added by local join restored");
+            joined.push(member);
+        }
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
@@ -168,7 +190,17 @@ impl LocalClusterset {
         if members > 99 {
             bail!("a local clusterset has at most 99 members");
         }
-        let plan = plan::plan(members, self.setup.ip_family)
+        let member = self.start_joined(members).await?;
+        let name = member.cluster.plan.name.clone();
+        joined.push(member);
+        self.write_files(&joined)?;
+        Ok(name)
+    }
+
+    /// Starts member `n` (in its data directory, if any) and joins it, or lets it
+    /// resume as the member its store says it is.
+    async fn start_joined(&self, n: usize) -> anyhow::Result<controllers::Joined> {
+        let plan = plan::plan(n, self.setup.ip_family)
             .pop()
             .expect("a plan has its members");
         let s = &self.setup;
@@ -186,11 +218,7 @@ impl LocalClusterset {
             .context("a local clusterset has a hub")?
             .server;
         let cluster = Cluster { plan, server };
-        let member = controllers::Joined::start(cluster, hub, &self.controller_options).await?;
-        let name = member.cluster.plan.name.clone();
-        joined.push(member);
-        self.write_files(&joined)?;
-        Ok(name)
+        controllers::Joined::start(cluster, hub, &self.controller_options).await
     }
 
     pub fn kubeconfig_path(&self) -> PathBuf {
