@@ -6,6 +6,7 @@
 //! [`SUMMARY_EVERY`], and recoveries are said once.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ pub enum Line {
 #[derive(Default)]
 pub struct FailureLog {
     state: Mutex<State>,
+    /// `state.failing.len()`, readable without the lock (every reconcile reports it).
+    failing: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -55,6 +58,7 @@ impl FailureLog {
         if !s.failing.insert(key.to_string()) {
             return Line::Quiet;
         }
+        self.failing.store(s.failing.len(), Ordering::Relaxed);
         s.failed += 1;
         if s.warned.len() < WARN_LIMIT {
             s.warned.insert(key.to_string());
@@ -77,7 +81,7 @@ impl FailureLog {
 
     /// Keys whose last reconcile failed.
     pub fn failing(&self) -> usize {
-        self.state.lock().expect("failure log lock").failing.len()
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// A success; `key` is only built when some key is failing (successes are the
@@ -91,6 +95,7 @@ impl FailureLog {
         if !s.failing.remove(&key) {
             return Line::Quiet;
         }
+        self.failing.store(s.failing.len(), Ordering::Relaxed);
         let warned = s.warned.remove(&key);
         if s.failing.is_empty() {
             let failed = std::mem::take(&mut s.failed);

@@ -127,6 +127,8 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
         Fut: Future<Output = Result<(), E>> + Send,
         R: Fn(&K, &Result<(), E>) + Send + Sync + 'static,
     {
+        // A queue run again (after its earlier run was dropped) works again.
+        self.stopped.store(false, Ordering::SeqCst);
         let reconcile = Arc::new(reconcile);
         let report = Arc::new(report);
         let mut tasks = tokio::task::JoinSet::new();
