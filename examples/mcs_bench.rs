@@ -340,6 +340,22 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user and system) a process has used so far; `self` for this one.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 12th and 13th of them.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().skip(11).take(2))
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks as f64 / 100.0
+}
+
 /// A `clusterset` role (the release binary beside this example) as a process.
 fn spawn(args: Vec<String>) -> std::process::Child {
     let binary = std::env::current_exe()
@@ -382,6 +398,7 @@ async fn convergence(members: usize, services: usize) {
         made.elapsed().as_secs_f64()
     );
     let tracker = Tracker::start(&local);
+    let own_cpu = cpu_seconds("self");
     let kubeconfig = local.kubeconfig_path();
     let kc = kubeconfig.to_str().unwrap();
     let started = Instant::now();
@@ -431,6 +448,12 @@ async fn convergence(members: usize, services: usize) {
         .await;
     progress.abort();
     let elapsed = started.elapsed();
+    let servers_cpu = cpu_seconds("self") - own_cpu;
+    let hub_cpu = cpu_seconds(&children[0].id().to_string());
+    let agents_cpu: f64 = children[1..]
+        .iter()
+        .map(|c| cpu_seconds(&c.id().to_string()))
+        .sum();
     let hub_peak = peak_rss_kib(children[0].id());
     let agent_peak = children[1..]
         .iter()
@@ -443,6 +466,13 @@ async fn convergence(members: usize, services: usize) {
         elapsed.as_secs_f64(),
         hub_peak as f64 / 1024.0,
         agent_peak as f64 / 1024.0,
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "  CPU used meanwhile: {servers_cpu:.1} s by the {} API servers and the timing watchers, {agents_cpu:.1} s by the agents ({:.1} s each on average), {hub_cpu:.1} s by the hub; {:.1} s were available on {cores} cores",
+        members + 1,
+        agents_cpu / members as f64,
+        elapsed.as_secs_f64() * cores as f64,
     );
     if ok {
         hub_restart(

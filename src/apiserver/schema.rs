@@ -654,7 +654,8 @@ fn composite(detail: String) -> FieldError {
 }
 
 fn check_junctors(data: &Value, s: Sch, name: &str, errs: &mut Vec<FieldError>) {
-    let quoted = go_quote(name);
+    // Built only for an error: this runs for every value of every object written.
+    let quoted = || go_quote(name);
     let branch = |b: &Value| {
         let mut found = Vec::new();
         validate_value(data, Sch(b), name, &mut found);
@@ -663,7 +664,8 @@ fn check_junctors(data: &Value, s: Sch, name: &str, errs: &mut Vec<FieldError>) 
     let any_of: Vec<_> = s.list("anyOf").iter().map(branch).collect();
     if !any_of.is_empty() && any_of.iter().all(|r| !r.is_empty()) {
         errs.push(composite(format!(
-            "{quoted} must validate at least one schema (anyOf)"
+            "{} must validate at least one schema (anyOf)",
+            quoted()
         )));
         errs.extend(closest(any_of));
     }
@@ -675,7 +677,8 @@ fn check_junctors(data: &Value, s: Sch, name: &str, errs: &mut Vec<FieldError>) 
             n => format!("Found {n} valid alternatives"),
         };
         errs.push(composite(format!(
-            "{quoted} must validate one and only one schema (oneOf). {found}"
+            "{} must validate one and only one schema (oneOf). {found}",
+            quoted()
         )));
         if valid == 0 {
             errs.extend(closest(one_of));
@@ -688,12 +691,14 @@ fn check_junctors(data: &Value, s: Sch, name: &str, errs: &mut Vec<FieldError>) 
     if valid != total {
         let none = if valid == 0 { ". None validated" } else { "" };
         errs.push(composite(format!(
-            "{quoted} must validate all the schemas (allOf){none}"
+            "{} must validate all the schemas (allOf){none}",
+            quoted()
         )));
     }
     if s.get("not").is_some_and(|not| branch(not).is_empty()) {
         errs.push(composite(format!(
-            "{quoted} must not validate the schema (not)"
+            "{} must not validate the schema (not)",
+            quoted()
         )));
     }
 }

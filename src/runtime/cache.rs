@@ -4,8 +4,9 @@
 //! objects that vanished are handed over too, so deletions missed during a watch gap
 //! still reach the reconcilers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::Api;
@@ -61,6 +62,47 @@ pub struct Cache<K> {
 struct Inner<K> {
     objects: HashMap<ObjectId, Arc<K>>,
     by_key: HashMap<ServiceKey, BTreeMap<ObjectId, Arc<K>>>,
+    tombstones: Tombstones,
+}
+
+/// How long a watched deletion keeps an earlier version of the object from being
+/// remembered: far longer than a write's response can trail the watch.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
+
+/// The resourceVersions at which objects were deleted, as the watch reported them.
+///
+/// A controller's write can race the object's deletion: the watch delivers the
+/// deletion before the write's response arrives, and remembering the written version
+/// then would bring the object back into the cache as a ghost that no later event
+/// removes (a hub that keeps merging an export that no longer exists).
+#[derive(Default)]
+struct Tombstones {
+    deleted: HashMap<ObjectId, u64>,
+    order: VecDeque<(Instant, ObjectId, u64)>,
+}
+
+impl Tombstones {
+    fn bury(&mut self, id: ObjectId, version: u64, now: Instant) {
+        while let Some((at, _, _)) = self.order.front() {
+            if now.duration_since(*at) < TOMBSTONE_TTL {
+                break;
+            }
+            let (_, old, v) = self.order.pop_front().expect("front exists");
+            // A later deletion of the same name has its own, newer entry.
+            if self.deleted.get(&old) == Some(&v) {
+                self.deleted.remove(&old);
+            }
+        }
+        self.deleted.insert(id.clone(), version);
+        self.order.push_back((now, id, version));
+    }
+
+    /// Whether `version` of the object predates its watched deletion.
+    fn buries(&self, id: &ObjectId, version: u64) -> bool {
+        self.deleted
+            .get(id)
+            .is_some_and(|deleted| version <= *deleted)
+    }
 }
 
 impl<K> Inner<K> {
@@ -109,6 +151,7 @@ where
             inner: RwLock::new(Inner {
                 objects: HashMap::new(),
                 by_key: HashMap::new(),
+                tombstones: Tombstones::default(),
             }),
             index,
             synced: watch::channel(false).0,
@@ -223,13 +266,21 @@ where
                     changed(&obj);
                 }
                 Event::Delete(obj) => {
-                    {
-                        let mut inner = self.inner.write().expect("cache lock");
-                        inner.remove(self.index, &id_of(&obj));
-                    }
+                    self.deleted(&obj);
                     changed(&obj);
                 }
             }
+        }
+    }
+
+    /// Removes an object the watch saw deleted, and keeps versions up to its deletion
+    /// from coming back through [`Cache::remember`].
+    fn deleted(&self, obj: &K) {
+        let id = id_of(obj);
+        let mut inner = self.inner.write().expect("cache lock");
+        inner.remove(self.index, &id);
+        if let Some(version) = version(obj) {
+            inner.tombstones.bury(id, version, Instant::now());
         }
     }
 
@@ -246,23 +297,20 @@ where
         inner.remove(self.index, &(namespace.to_string(), name.to_string()));
     }
 
-    /// Inserts `obj` unless the cache holds a newer version (resourceVersions compared
-    /// as numbers when both are, as every API server this runs against issues them);
-    /// returns None when it was not inserted, else the version it replaced.
+    /// Inserts `obj` unless the cache holds a newer version or saw the object deleted
+    /// after it (resourceVersions compared as numbers when they are, as every API server
+    /// this runs against issues them); returns None when it was not inserted, else the
+    /// version it replaced.
     fn insert_newer(&self, obj: Arc<K>) -> Option<Option<Arc<K>>> {
         let id = id_of(obj.as_ref());
         let mut inner = self.inner.write().expect("cache lock");
-        if let Some(current) = inner.objects.get(&id) {
-            let version = |o: &K| {
-                o.meta()
-                    .resource_version
-                    .as_deref()
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            if let (Some(have), Some(new)) = (version(current), version(&obj)) {
-                if have > new {
-                    return None;
-                }
+        if let Some(new) = version(obj.as_ref()) {
+            let have = inner
+                .objects
+                .get(&id)
+                .and_then(|current| version(current.as_ref()));
+            if have.is_some_and(|have| have > new) || inner.tombstones.buries(&id, new) {
+                return None;
             }
         }
         Some(inner.insert(self.index, obj, id))
@@ -287,6 +335,10 @@ where
 fn slim<K: Resource>(mut obj: K) -> K {
     obj.meta_mut().managed_fields = None;
     obj
+}
+
+fn version<K: Resource>(obj: &K) -> Option<u64> {
+    obj.meta().resource_version.as_deref()?.parse().ok()
 }
 
 fn id_of<K: Resource>(obj: &K) -> ObjectId {
@@ -392,5 +444,57 @@ mod tests {
         );
         assert!(cache.by_key(&web).is_empty());
         assert!(cache.get("demo", "b").is_some());
+    }
+
+    fn versioned(name: &str, version: u64) -> ConfigMap {
+        let mut c = cm("demo", name, "web").as_ref().clone();
+        c.metadata.resource_version = Some(version.to_string());
+        c
+    }
+
+    #[test]
+    fn a_write_answered_after_the_watched_deletion_does_not_bring_the_object_back() {
+        let cache = Cache::<ConfigMap>::new(by_label);
+        let web = ServiceKey::new("demo", "web");
+        cache.remember(versioned("a", 5));
+        // A status write lands at 6; the object is deleted at 7 and the watch reports
+        // that before the write's response arrives.
+        cache.deleted(&versioned("a", 7));
+        cache.remember(versioned("a", 6));
+        assert!(
+            cache.get("demo", "a").is_none(),
+            "no ghost of a deleted object"
+        );
+        assert!(cache.by_key(&web).is_empty());
+        // Created again under the same name: that is newer than the deletion.
+        cache.remember(versioned("a", 8));
+        assert_eq!(
+            cache
+                .get("demo", "a")
+                .unwrap()
+                .metadata
+                .resource_version
+                .as_deref(),
+            Some("8")
+        );
+        assert_eq!(cache.by_key(&web).len(), 1);
+    }
+
+    #[test]
+    fn tombstones_expire_and_a_later_deletion_of_the_name_keeps_its_own() {
+        let mut t = Tombstones::default();
+        let (a, b) = (
+            ("demo".to_string(), "a".to_string()),
+            ("demo".to_string(), "b".to_string()),
+        );
+        let t0 = Instant::now();
+        t.bury(a.clone(), 3, t0);
+        t.bury(b.clone(), 4, t0);
+        t.bury(a.clone(), 9, t0 + Duration::from_secs(60));
+        assert!(t.buries(&a, 9) && !t.buries(&a, 10));
+        t.bury(("x".into(), "y".into()), 11, t0 + TOMBSTONE_TTL);
+        assert!(!t.buries(&b, 4), "b's tombstone expired");
+        assert!(t.buries(&a, 5), "a's later deletion is still remembered");
+        assert_eq!(t.order.len(), 2);
     }
 }
