@@ -37,7 +37,9 @@ enum Command {
         #[arg(long = "clusterset-ip-cidr")]
         clusterset_ip_cidrs: Vec<ipnet::IpNet>,
         /// Also run the agent for every member whose kubeconfig is in a Secret of
-        /// clusterset-system labelled mcs.clusterset.io/member-kubeconfig.
+        /// clusterset-system labelled mcs.clusterset.io/member-kubeconfig: the hub
+        /// enrols such a member (hub namespace and ManagedCluster named after the
+        /// Secret) and heart-beats for it; deleting the Secret removes the member.
         #[arg(long)]
         push: bool,
         /// Approve every admissible registration request without `clusterset approve`.

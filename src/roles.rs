@@ -2,26 +2,21 @@
 //! from kubeconfigs (or in-cluster config), the controller, `/metrics`, `/healthz` and
 //! `/readyz`, and a clean stop on SIGTERM or SIGINT.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::Client;
 
-use crate::api::about::{ClusterProperty, CLUSTER_ID};
 use crate::mcs::agent::Agent;
 use crate::mcs::hub::Hub;
 use crate::mcs::metrics::Metrics;
 use crate::membership::health::{Health, HealthConfig};
 use crate::membership::member::{Member, MemberConfig};
 use crate::membership::metrics::MembershipMetrics;
+use crate::membership::push::Push;
 use crate::membership::registrar::{Registrar, RegistrarConfig};
 use crate::runtime::probes;
 
@@ -84,11 +79,7 @@ pub struct DnsOptions {
     pub probe_listen: SocketAddr,
 }
 
-/// Where push-mode member kubeconfigs live on the hub.
-pub const PUSH_NAMESPACE: &str = "clusterset-system";
-/// The label that marks a Secret as a push-mode member (its `kubeconfig` key holds
-/// the member's kubeconfig).
-pub const PUSH_LABEL: &str = "mcs.clusterset.io/member-kubeconfig";
+pub use crate::membership::push::{cluster_id, PUSH_LABEL, PUSH_NAMESPACE};
 
 /// Runs the hub controller until a signal arrives.
 pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
@@ -101,7 +92,9 @@ pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
     let membership = MembershipMetrics::new(&hub.metrics.registry);
     let health = Health::new(client.clone(), hub.clone(), opts.health, membership.clone());
     let registrar = Registrar::new(client.clone(), opts.registration, membership);
-    let push = opts.push.then(|| Arc::new(Push::new(client, opts.workers)));
+    // Push members heart-beat three times per grace period, at least every 5 s.
+    let beat = (opts.health.grace / 3).min(std::time::Duration::from_secs(5));
+    let push = opts.push.then(|| Push::new(client, opts.workers, beat));
     let ready: probes::Readiness = {
         let (hub, registrar, health, push) =
             (hub.clone(), registrar.clone(), health.clone(), push.clone());
@@ -184,17 +177,6 @@ pub async fn run_dns(opts: DnsOptions) -> anyhow::Result<()> {
     .await
 }
 
-/// The cluster ID from the member's ClusterProperty `cluster.clusterset.k8s.io`.
-pub async fn cluster_id(member: &Client) -> anyhow::Result<String> {
-    let property = Api::<ClusterProperty>::all(member.clone())
-        .get_opt(CLUSTER_ID)
-        .await
-        .context("cannot read the cluster's ClusterProperty")?;
-    property.map(|p| p.spec.value).with_context(|| {
-        format!("the cluster has no ClusterProperty {CLUSTER_ID}: create it with the cluster's ID, or pass --cluster-id")
-    })
-}
-
 /// Serves the probes and runs `work` until SIGTERM/SIGINT (or until `work` ends).
 async fn serve_until_signal(
     listen: SocketAddr,
@@ -219,137 +201,6 @@ async fn serve_until_signal(
     let _ = probes.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Push mode: the hub runs one agent per member kubeconfig Secret, each writing with
-/// the hub's own identity (bind `clusterset:hub-push` from manifests/hub-push).
-struct Push {
-    hub: Client,
-    workers: usize,
-    agents: std::sync::Mutex<HashMap<String, RunningAgent>>,
-    synced: std::sync::atomic::AtomicBool,
-}
-
-struct RunningAgent {
-    kubeconfig: Vec<u8>,
-    agent: Arc<Agent>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RunningAgent {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Push {
-    fn new(hub: Client, workers: usize) -> Self {
-        Push {
-            hub,
-            workers,
-            agents: std::sync::Mutex::new(HashMap::new()),
-            synced: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    fn readiness(&self) -> Result<(), String> {
-        if !self.synced.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("push mode: member Secrets not listed yet".into());
-        }
-        let agents = self.agents.lock().expect("agents lock");
-        agents.values().try_for_each(|a| a.agent.readiness())
-    }
-
-    /// Follows the member Secrets: an agent starts for each, restarts when its
-    /// kubeconfig changes, and stops when the Secret goes.
-    async fn run(self: Arc<Self>) {
-        let secrets: Api<Secret> = Api::namespaced(self.hub.clone(), PUSH_NAMESPACE);
-        let config = watcher::Config::default().labels(PUSH_LABEL);
-        let mut events = watcher::watcher(secrets, config).boxed();
-        let mut listing: Option<Vec<String>> = None;
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(watcher::Event::Init) => listing = Some(Vec::new()),
-                Ok(watcher::Event::InitApply(secret)) => {
-                    listing.get_or_insert_with(Vec::new).push(secret.name_any());
-                    self.start(&secret).await;
-                }
-                Ok(watcher::Event::InitDone) => {
-                    let present = listing.take().unwrap_or_default();
-                    self.agents
-                        .lock()
-                        .expect("agents lock")
-                        .retain(|name, _| present.contains(name));
-                    self.synced.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                Ok(watcher::Event::Apply(secret)) => self.start(&secret).await,
-                Ok(watcher::Event::Delete(secret)) => {
-                    tracing::info!(secret = %secret.name_any(), "push mode: member removed");
-                    self.agents
-                        .lock()
-                        .expect("agents lock")
-                        .remove(&secret.name_any());
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "push mode: watching member Secrets failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-
-    async fn start(&self, secret: &Secret) {
-        let name = secret.name_any();
-        let kubeconfig = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get("kubeconfig"))
-            .map(|b| b.0.clone())
-            .unwrap_or_default();
-        if self
-            .agents
-            .lock()
-            .expect("agents lock")
-            .get(&name)
-            .is_some_and(|a| a.kubeconfig == kubeconfig)
-        {
-            return;
-        }
-        match self.member_agent(&kubeconfig).await {
-            Ok(agent) => {
-                tracing::info!(secret = %name, cluster = %agent.cluster(), "push mode: agent started");
-                let task = tokio::spawn(agent.clone().run(self.workers));
-                let running = RunningAgent {
-                    kubeconfig,
-                    agent,
-                    task,
-                };
-                self.agents
-                    .lock()
-                    .expect("agents lock")
-                    .insert(name, running);
-            }
-            Err(error) => {
-                tracing::warn!(secret = %name, error = format!("{error:#}"), "push mode: cannot run the member's agent");
-            }
-        }
-    }
-
-    async fn member_agent(&self, kubeconfig: &[u8]) -> anyhow::Result<Arc<Agent>> {
-        let text = std::str::from_utf8(kubeconfig).context("the kubeconfig is not UTF-8")?;
-        let kubeconfig = Kubeconfig::from_yaml(text)
-            .context("the Secret's kubeconfig key is not a kubeconfig")?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        let member = Client::try_from(config)?;
-        let cluster = cluster_id(&member).await?;
-        Ok(Agent::new(
-            member,
-            self.hub.clone(),
-            cluster,
-            Metrics::new("agent"),
-        ))
-    }
 }
 
 /// A duration flag: "30s", "500ms", "2m", "1h 30m" (or ISO 8601, "PT30S").

@@ -808,6 +808,231 @@ async fn local_members_join_through_the_registration_flow_with_least_privilege()
     }
 }
 
+/// `kubectl get` of one field of the ManagedCluster `name` on the hub ("" while absent).
+fn cluster_field(hub: &TestServer, name: &str, path: &str) -> String {
+    let out = hub.kubectl(&[
+        "get",
+        "managedcluster",
+        name,
+        "-n",
+        &format!("clusterset-{name}"),
+        "-o",
+        &format!("jsonpath={path}"),
+    ]);
+    out.stdout.trim().to_string()
+}
+
+/// Waits until the member `name`'s ManagedCluster and hub namespace are gone.
+async fn wait_enrolment_gone(hub: &TestServer, name: &str) {
+    let ns = format!("clusterset-{name}");
+    eventually(
+        &format!("{name}'s ManagedCluster and hub namespace to go"),
+        WAIT,
+        || async {
+            let cluster = hub.kubectl(&["get", "managedcluster", "-n", &ns, name]);
+            let namespace = hub.kubectl(&["get", "namespace", &ns]);
+            [cluster, namespace]
+                .iter()
+                .all(|o| o.code != 0 && o.stderr.contains("NotFound"))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Members in push mode, reached through kubeconfigs the hub holds, behave as joined
+/// ones: the hub enrols them, heart-beats for them while their API servers answer,
+/// withdraws a dead one's endpoints, and removes one whose Secret is deleted. The hub
+/// runs as its ServiceAccount with manifests/hub and manifests/hub-push, and reaches
+/// each member as the member's agent ServiceAccount.
+#[tokio::test(flavor = "multi_thread")]
+async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
+    let hub = TestServer::authenticating(None).await;
+    install(
+        &hub,
+        &[
+            "crds",
+            "manifests/hub/namespaces.yaml",
+            "manifests/hub/rbac.yaml",
+            "manifests/hub-push/rbac.yaml",
+        ],
+    );
+    let property = |name: &str| {
+        format!("{{\"apiVersion\": \"about.k8s.io/v1beta1\", \"kind\": \"ClusterProperty\", \"metadata\": {{\"name\": \"cluster.clusterset.k8s.io\"}}, \"spec\": {{\"value\": \"{name}\"}}}}")
+    };
+    let mut members = Vec::new();
+    for name in ["east", "west"] {
+        let member = member_cluster(name).await;
+        member.kubectl_ok(&["create", "namespace", "demo"]);
+        let kubeconfig = account_kubeconfig(&member, "clusterset-system", "clusterset-agent");
+        hub.kubectl_ok(&[
+            "-n",
+            "clusterset-system",
+            "create",
+            "secret",
+            "generic",
+            name,
+            &format!("--from-file=kubeconfig={}", kubeconfig.display()),
+        ]);
+        hub.kubectl_ok(&[
+            "-n",
+            "clusterset-system",
+            "label",
+            "secret",
+            name,
+            "mcs.clusterset.io/member-kubeconfig=true",
+        ]);
+        members.push(member);
+    }
+    let (east, west) = (&members[0], &members[1]);
+    let hub_account = account_kubeconfig(&hub, "clusterset-system", "clusterset-hub");
+    let hub_args = [
+        "hub",
+        "--hub-kubeconfig",
+        hub_account.to_str().unwrap(),
+        "--push",
+        "--grace-period",
+        "3s",
+        "--damping",
+        "1s",
+        "--probe-listen",
+        "127.0.0.1:0",
+    ];
+    let hub_role = Process::spawn(&hub_args);
+    // west has no cluster ID yet: it cannot be enrolled until it has one.
+    kubectl_at_ok(
+        &east.kubeconfig(),
+        &["apply", "-f", "-"],
+        Some(&property("east")),
+    );
+    eventually("east enrolled", WAIT, || async {
+        (cluster_field(&hub, "east", "{.spec.clusterId}") == "east").then_some(())
+    })
+    .await;
+    assert_eq!(cluster_field(&hub, "west", "{.spec.clusterId}"), "");
+    kubectl_at_ok(
+        &west.kubeconfig(),
+        &["apply", "-f", "-"],
+        Some(&property("west")),
+    );
+
+    // Both are enrolled without anyone creating their hub namespaces, and heart-beat.
+    for name in ["east", "west"] {
+        eventually(&format!("{name} enrolled and ready"), WAIT, || async {
+            let ready = cluster_field(
+                &hub,
+                name,
+                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+            );
+            (ready == "True").then_some(())
+        })
+        .await;
+        assert_eq!(
+            cluster_field(&hub, name, "{.spec.clusterId}"),
+            name,
+            "the ID from the member's ClusterProperty"
+        );
+        assert_eq!(
+            cluster_field(
+                &hub,
+                name,
+                "{.metadata.labels.clusters\\.clusterset\\.io/push-secret}"
+            ),
+            name
+        );
+        assert!(
+            !cluster_field(&hub, name, "{.status.kubernetesVersion}").is_empty(),
+            "the hub reports the member's version"
+        );
+    }
+
+    // east exports web; west imports it with east's pods.
+    east.export_deployment("demo", "web", 2);
+    let slices = Api::<EndpointSlice>::namespaced(west.client.clone(), "demo");
+    let from_east = ListParams::default().labels("multicluster.kubernetes.io/source-cluster=east");
+    let ready_from_east = || async {
+        let list = slices.list(&from_east).await.unwrap();
+        list.items
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .count()
+    };
+    eventually("west imports east's two pods", WAIT, || async {
+        (ready_from_east().await == 2).then_some(())
+    })
+    .await;
+
+    // east's API server stops: the hub can no longer vouch for it, and after the grace
+    // period its endpoints leave west.
+    east.server.stop_serving().await;
+    eventually("east's endpoints withdrawn from west", WAIT, || async {
+        (slices.list(&from_east).await.unwrap().items.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        cluster_field(
+            &hub,
+            "east",
+            r#"{.status.conditions[?(@.type=="Ready")].reason}"#
+        ),
+        "HeartbeatLost"
+    );
+    let import = Api::<ServiceImport>::namespaced(west.client.clone(), "demo")
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        import.status.unwrap().clusters.len(),
+        1,
+        "the export stays; only its endpoints are withdrawn"
+    );
+
+    // west's Secret goes: west leaves. Its ManagedCluster and hub namespace go, and
+    // what the hub imported into it is removed.
+    hub.kubectl_ok(&["-n", "clusterset-system", "delete", "secret", "west"]);
+    wait_enrolment_gone(&hub, "west").await;
+    eventually("west's imports removed", WAIT, || async {
+        let imports = Api::<ServiceImport>::namespaced(west.client.clone(), "demo");
+        imports
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        cluster_field(&hub, "east", "{.spec.clusterId}"),
+        "east",
+        "east stays"
+    );
+    let pid = hub_role.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = hub_role.finish().await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("push mode: member removed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("push mode: cannot run the member's agent; trying again"),
+        "{}",
+        out.stderr
+    );
+
+    // east's Secret goes while the hub is down: the hub removes east when it starts.
+    hub.kubectl_ok(&["-n", "clusterset-system", "delete", "secret", "east"]);
+    let _hub_role = Process::spawn(&hub_args);
+    wait_enrolment_gone(&hub, "east").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_member_loses_its_endpoints_everywhere_and_gets_them_back() {
     let grace = Duration::from_millis(1500);

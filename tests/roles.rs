@@ -123,15 +123,11 @@ async fn hub_and_agents_as_processes_pull_and_push() {
     let west = cluster(true).await;
     namespaces(
         &hub.client,
-        &[
-            "clusterset-imports",
-            "clusterset-system",
-            "clusterset-east",
-            "clusterset-west",
-        ],
+        &["clusterset-imports", "clusterset-system", "clusterset-east"],
     )
     .await;
-    // west is a push-mode member: its ID comes from its ClusterProperty, its kubeconfig from a Secret.
+    // west is a push-mode member: its ID comes from its ClusterProperty, its kubeconfig
+    // from a Secret; the hub makes its hub namespace.
     create(
         &west.client,
         json!({"apiVersion": "about.k8s.io/v1beta1", "kind": "ClusterProperty",
@@ -167,19 +163,7 @@ async fn hub_and_agents_as_processes_pull_and_push() {
     }
 
     // A user exports web in east with kubectl.
-    east.kubectl_ok(&[
-        "-n",
-        "demo",
-        "create",
-        "deployment",
-        "web",
-        "--image=nginx",
-        "--replicas=2",
-    ]);
-    east.kubectl_ok(&["-n", "demo", "expose", "deployment", "web", "--port=80"]);
-    let export = r#"{"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceExport", "metadata": {"name": "web", "namespace": "demo"}}"#;
-    let out = east.apply_yaml(export, &[]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    east.export_deployment("demo", "web", 2);
 
     // Both members import it with the hub's clusterset-wide VIP.
     for (name, member) in [("east", &east), ("west", &west)] {
@@ -272,7 +256,7 @@ async fn hub_and_agents_as_processes_pull_and_push() {
         "{log}"
     );
     let log = terminate(hub_role).await;
-    assert!(log.contains("push mode: agent started"), "{log}");
+    assert!(log.contains("push mode: member enrolled"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

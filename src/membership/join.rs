@@ -255,7 +255,7 @@ async fn ensure_namespace(member: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn kube_system_uid(member: &Client) -> anyhow::Result<String> {
+pub(crate) async fn kube_system_uid(member: &Client) -> anyhow::Result<String> {
     let namespace = Api::<Namespace>::all(member.clone())
         .get("kube-system")
         .await

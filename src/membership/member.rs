@@ -247,10 +247,12 @@ impl Member {
         let heartbeat = Heartbeat {
             member: self.client.clone(),
             hub,
-            credentials: credentials.clone(),
+            namespace: credentials.namespace.clone(),
+            cluster_id: credentials.cluster_id.clone(),
+            cluster_name: credentials.cluster_name.clone(),
+            joined: Some((credentials.clone(), self.removed.clone())),
             interval: self.config.heartbeat,
             nodes: self.nodes.clone(),
-            removed: self.removed.clone(),
         };
         let replaced = self.running.lock().expect("running lock").take();
         if let Some(replaced) = replaced {
@@ -290,18 +292,25 @@ impl Member {
     }
 }
 
-/// Renews the member's Lease and reports its cluster on the ManagedCluster.
-struct Heartbeat {
-    member: Client,
-    hub: Client,
-    credentials: Credentials,
-    interval: Duration,
-    nodes: Arc<Cache<Node>>,
-    removed: Arc<Notify>,
+/// Renews the member's Lease and reports its cluster on the ManagedCluster, while the
+/// member's own API server answers.
+pub(crate) struct Heartbeat {
+    pub member: Client,
+    pub hub: Client,
+    /// The member's hub namespace, cluster ID and ManagedCluster name.
+    pub namespace: String,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    /// A joined member's own hub credentials, rotated when due, and what to ring when
+    /// the hub keeps refusing them (the member was removed). None when the hub
+    /// heart-beats for a push-mode member with its own identity.
+    pub joined: Option<(Credentials, Arc<Notify>)>,
+    pub interval: Duration,
+    pub nodes: Arc<Cache<Node>>,
 }
 
 impl Heartbeat {
-    async fn run(self) {
+    pub async fn run(self) {
         let mut reported: Option<Value> = None;
         let mut failing = false;
         let mut refused = 0;
@@ -309,8 +318,10 @@ impl Heartbeat {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if self.rotate_due().await {
-                return; // the credentials follower starts again with the new token
+            if let Some((credentials, _)) = &self.joined {
+                if rotate_due(&self.member, credentials).await {
+                    return; // the credentials follower starts again with the new token
+                }
             }
             // A member whose own API server does not answer is as good as dead to the
             // clusterset (its endpoints can no longer be followed): no renewal then.
@@ -322,11 +333,13 @@ impl Heartbeat {
                     }
                     Err(kube::Error::Api(s)) if s.code == 401 => {
                         refused += 1;
-                        if refused >= REMOVED_AFTER {
-                            self.removed.notify_one();
-                            return;
+                        if let Some((_, removed)) = &self.joined {
+                            if refused >= REMOVED_AFTER {
+                                removed.notify_one();
+                                return;
+                            }
                         }
-                        Err("the hub refuses this member's credentials (401)".to_string())
+                        Err("the hub refuses the heartbeat's credentials (401)".to_string())
                     }
                     Err(e) => {
                         refused = 0;
@@ -351,39 +364,13 @@ impl Heartbeat {
         }
     }
 
-    /// Replaces the hub token after 80% of its lifetime; true once the new one is
-    /// stored (a failure is tried again at the next beat).
-    async fn rotate_due(&self) -> bool {
-        let due = self.credentials.renew_at();
-        if due.is_none_or(|at| at > jiff::Timestamp::now()) {
-            return false;
-        }
-        let stored = match self.credentials.rotated().await {
-            Ok(fresh) => fresh.save(&self.member).await,
-            Err(e) => Err(e),
-        };
-        match stored {
-            Ok(()) => {
-                tracing::info!(cluster = %self.credentials.cluster_id, "hub token renewed");
-                true
-            }
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot renew the hub token yet"
-                );
-                false
-            }
-        }
-    }
-
     async fn renew(&self) -> Result<(), kube::Error> {
-        let leases: Api<Lease> = Api::namespaced(self.hub.clone(), &self.credentials.namespace);
+        let leases: Api<Lease> = Api::namespaced(self.hub.clone(), &self.namespace);
         let lease = json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": HEARTBEAT_LEASE, "namespace": self.credentials.namespace},
+            "metadata": {"name": HEARTBEAT_LEASE, "namespace": self.namespace},
             "spec": {
-                "holderIdentity": self.credentials.cluster_id,
+                "holderIdentity": self.cluster_id,
                 "leaseDurationSeconds": self.interval.as_secs().max(1),
                 "renewTime": MicroTime(jiff::Timestamp::now()),
             },
@@ -418,15 +405,14 @@ impl Heartbeat {
         if reported.as_ref() == Some(&status) {
             return Ok(());
         }
-        let clusters: Api<ManagedCluster> =
-            Api::namespaced(self.hub.clone(), &self.credentials.namespace);
+        let clusters: Api<ManagedCluster> = Api::namespaced(self.hub.clone(), &self.namespace);
         let params = PatchParams {
             field_manager: Some(MANAGER.into()),
             ..PatchParams::default()
         };
         clusters
             .patch_status(
-                &self.credentials.cluster_name,
+                &self.cluster_name,
                 &params,
                 &Patch::Merge(&json!({"status": status})),
             )
@@ -434,6 +420,32 @@ impl Heartbeat {
             .map_err(|e| format!("cannot report on the ManagedCluster: {e}"))?;
         *reported = Some(status);
         Ok(())
+    }
+}
+
+/// Replaces a joined member's hub token after 80% of its lifetime; true once the new
+/// one is stored (a failure is tried again at the next beat).
+async fn rotate_due(member: &Client, credentials: &Credentials) -> bool {
+    let due = credentials.renew_at();
+    if due.is_none_or(|at| at > jiff::Timestamp::now()) {
+        return false;
+    }
+    let stored = match credentials.rotated().await {
+        Ok(fresh) => fresh.save(member).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {
+            tracing::info!(cluster = %credentials.cluster_id, "hub token renewed");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot renew the hub token yet"
+            );
+            false
+        }
     }
 }
 

@@ -8,15 +8,19 @@
 //!   clean-up when a ManagedCluster is deleted.
 //! - [`health`]: the hub's view of each member's heartbeat: `Ready` on the
 //!   ManagedCluster, and which members' endpoints are withdrawn.
+//! - [`push`]: push mode: the hub runs, enrols and heart-beats for the members whose
+//!   kubeconfigs it holds.
 //! - [`member`]: the member side: follows the credentials Secret `join` wrote, runs
 //!   the agent and the heartbeat while it exists, and removes the imports when the
 //!   member leaves.
 
 pub mod credentials;
+pub mod enrol;
 pub mod health;
 pub mod join;
 pub mod member;
 pub mod metrics;
+pub mod push;
 pub mod registrar;
 
 pub use credentials::Credentials;

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::credentials::request_token;
 use super::metrics::MembershipMetrics;
-use super::{CLUSTER_ID_ANNOTATION, FINALIZER};
+use super::{enrol, CLUSTER_ID_ANNOTATION, FINALIZER};
 use crate::api::clusters::{
     ClusterRegistrationRequest, ClusterRegistrationRequestSpec, ManagedCluster, RegistrationStatus,
     APPROVED, DENIED, MEMBER_ACCOUNT, PENDING,
@@ -344,23 +344,14 @@ impl Registrar {
             tracing::info!(cluster = %leaving.name_any(), "request waits until the member has left");
             return Ok(None);
         }
-        let subject = json!([{"kind": "ServiceAccount", "name": MEMBER_ACCOUNT, "namespace": ns}]);
+        let denied = |message: String| {
+            Some(json!({"result": DENIED, "reason": "NamespaceInUse", "message": message}))
+        };
         let c = &self.client;
-        let namespace: Namespace = runtime::create_if_absent(
-            &Api::<Namespace>::all(c.clone()),
-            json!({
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": ns, "annotations": {CLUSTER_ID_ANNOTATION: spec.cluster_id}},
-            }),
-        )
-        .await?;
-        // Hub namespaces of long or dotted IDs are digests: another ID may map to one.
-        if namespace.annotations().get(CLUSTER_ID_ANNOTATION) != Some(&spec.cluster_id) {
-            let message = format!("the hub namespace {ns} belongs to another cluster or to no member; choose another cluster ID");
-            return Ok(Some(
-                json!({"result": DENIED, "reason": "NamespaceInUse", "message": message}),
-            ));
+        if let Err(message) = enrol::claim_namespace(c, &spec.cluster_id).await? {
+            return Ok(denied(message));
         }
+        let subject = json!([{"kind": "ServiceAccount", "name": MEMBER_ACCOUNT, "namespace": ns}]);
         runtime::create_if_absent(
             &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
             json!({
@@ -389,23 +380,12 @@ impl Registrar {
             }))
             .await?;
         }
-        let cluster: ManagedCluster = runtime::create_if_absent(
-            &Api::<ManagedCluster>::namespaced(c.clone(), &ns),
-            json!({
-                "apiVersion": "clusters.clusterset.io/v1alpha1", "kind": "ManagedCluster",
-                "metadata": {"name": spec.cluster_name, "namespace": ns, "finalizers": [FINALIZER]},
-                "spec": {"clusterId": spec.cluster_id, "clusterUid": spec.cluster_uid},
-            }),
-        )
-        .await?;
-        if cluster.spec.cluster_id != spec.cluster_id
-            || cluster.spec.cluster_uid != spec.cluster_uid
+        let ids = (spec.cluster_id.as_str(), spec.cluster_uid.as_str());
+        let cluster = match enrol::claim_cluster(c, &ns, &spec.cluster_name, ids, json!({})).await?
         {
-            let message = format!("the hub namespace {ns} already holds another member");
-            return Ok(Some(
-                json!({"result": DENIED, "reason": "NamespaceInUse", "message": message}),
-            ));
-        }
+            Ok(cluster) => cluster,
+            Err(message) => return Ok(denied(message)),
+        };
         self.clusters.remember(cluster);
         let (token, (issued, expires)) =
             request_token(&self.client, &ns, self.config.credential_ttl.as_secs()).await?;

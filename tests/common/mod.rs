@@ -108,6 +108,21 @@ impl TestServer {
         args.extend_from_slice(extra);
         self.kubectl_stdin(&args, Some(yaml))
     }
+
+    /// As a user would, with kubectl: a Deployment `name` of `replicas` nginx pods in
+    /// `ns`, exposed on port 80 and exported.
+    #[allow(dead_code)] // not every test binary exports
+    pub fn export_deployment(&self, ns: &str, name: &str, replicas: u32) {
+        let replicas = format!("--replicas={replicas}");
+        let deployment = ["create", "deployment", name, "--image=nginx", &replicas];
+        self.kubectl_ok(&[&["-n", ns][..], &deployment[..]].concat());
+        self.kubectl_ok(&["-n", ns, "expose", "deployment", name, "--port=80"]);
+        let export = format!(
+            r#"{{"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceExport", "metadata": {{"name": "{name}", "namespace": "{ns}"}}}}"#
+        );
+        let out = self.apply_yaml(&export, &[]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
 }
 
 /// Runs the real kubectl with `kubeconfig`, feeding it `stdin`.
