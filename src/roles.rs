@@ -79,7 +79,8 @@ pub struct DnsOptions {
     pub probe_listen: SocketAddr,
 }
 
-pub use crate::membership::push::{cluster_id, PUSH_LABEL, PUSH_NAMESPACE};
+pub use crate::membership::join::cluster_id;
+pub use crate::membership::push::{PUSH_LABEL, PUSH_NAMESPACE};
 
 /// Runs the hub controller until a signal arrives.
 pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
@@ -92,8 +93,12 @@ pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
     let membership = MembershipMetrics::new(&hub.metrics.registry);
     let health = Health::new(client.clone(), hub.clone(), opts.health, membership.clone());
     let registrar = Registrar::new(client.clone(), opts.registration, membership);
-    // Push members heart-beat three times per grace period, at least every 5 s.
-    let beat = (opts.health.grace / 3).min(std::time::Duration::from_secs(5));
+    // Push members heart-beat three times per grace period, at least every 5 s (and at
+    // most every 100 ms).
+    let beat = (opts.health.grace / 3).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    );
     let push = opts.push.then(|| Push::new(client, opts.workers, beat));
     let ready: probes::Readiness = {
         let (hub, registrar, health, push) =

@@ -822,6 +822,15 @@ fn cluster_field(hub: &TestServer, name: &str, path: &str) -> String {
     out.stdout.trim().to_string()
 }
 
+/// A push-mode member Secret `name` on the hub, holding `kubeconfig`.
+fn push_secret(hub: &TestServer, name: &str, kubeconfig: &Path) {
+    let from = format!("--from-file=kubeconfig={}", kubeconfig.display());
+    let ns = ["-n", "clusterset-system"];
+    hub.kubectl_ok(&[&ns[..], &["create", "secret", "generic", name, &from]].concat());
+    let label = "mcs.clusterset.io/member-kubeconfig=true";
+    hub.kubectl_ok(&[&ns[..], &["label", "secret", name, label]].concat());
+}
+
 /// Waits until the member `name`'s ManagedCluster and hub namespace are gone.
 async fn wait_enrolment_gone(hub: &TestServer, name: &str) {
     let ns = format!("clusterset-{name}");
@@ -861,27 +870,13 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
         format!("{{\"apiVersion\": \"about.k8s.io/v1beta1\", \"kind\": \"ClusterProperty\", \"metadata\": {{\"name\": \"cluster.clusterset.k8s.io\"}}, \"spec\": {{\"value\": \"{name}\"}}}}")
     };
     let mut members = Vec::new();
+    let mut kubeconfigs = Vec::new();
     for name in ["east", "west"] {
         let member = member_cluster(name).await;
         member.kubectl_ok(&["create", "namespace", "demo"]);
         let kubeconfig = account_kubeconfig(&member, "clusterset-system", "clusterset-agent");
-        hub.kubectl_ok(&[
-            "-n",
-            "clusterset-system",
-            "create",
-            "secret",
-            "generic",
-            name,
-            &format!("--from-file=kubeconfig={}", kubeconfig.display()),
-        ]);
-        hub.kubectl_ok(&[
-            "-n",
-            "clusterset-system",
-            "label",
-            "secret",
-            name,
-            "mcs.clusterset.io/member-kubeconfig=true",
-        ]);
+        push_secret(&hub, name, &kubeconfig);
+        kubeconfigs.push(kubeconfig);
         members.push(member);
     }
     let (east, west) = (&members[0], &members[1]);
@@ -946,6 +941,9 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
         );
     }
 
+    // A second Secret for east is refused: a cluster is one member.
+    push_secret(&hub, "east-again", &kubeconfigs[0]);
+
     // east exports web; west imports it with east's pods.
     east.export_deployment("demo", "web", 2);
     let slices = Api::<EndpointSlice>::namespaced(west.client.clone(), "demo");
@@ -1007,6 +1005,7 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
         "east",
         "east stays"
     );
+    hub.kubectl_ok(&["-n", "clusterset-system", "delete", "secret", "east-again"]);
     let pid = hub_role.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -1022,7 +1021,26 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
     );
     assert!(
         out.stderr
-            .contains("push mode: cannot run the member's agent; trying again"),
+            .contains("push mode: cannot enrol the member; trying again"),
+        "{}",
+        out.stderr
+    );
+
+    assert_eq!(
+        hub.kubectl_ok(&[
+            "get",
+            "managedclusters",
+            "-n",
+            "clusterset-east",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        "managedcluster.clusters.clusterset.io/east"
+    );
+    assert!(
+        out.stderr
+            .contains("cluster east is a member already, as east (through Secret east)"),
         "{}",
         out.stderr
     );

@@ -515,20 +515,27 @@ async fn failing_reconciles_are_logged_without_a_flood() {
     .await;
 
     let log = terminate(agent_role).await;
+    // The first keys warn on their own and the others are summed up. A key may warn
+    // once more if it fails again after a success (a reconcile that ran before the
+    // cache heard its import was deleted has nothing to write): a flood would be a
+    // warning for each of the hundreds of failures.
+    let limit = clusterset::runtime::failure_log::WARN_LIMIT;
     let warned = log.matches("reconcile failed; will retry").count();
-    assert_eq!(
-        warned,
-        clusterset::runtime::failure_log::WARN_LIMIT,
-        "one warning for each of the first keys only:\n{log}"
+    assert!(
+        (limit..=2 * limit).contains(&warned),
+        "{warned} warnings, not about {limit}:\n{log}"
     );
     assert!(
         log.contains("keys are failing;"),
         "the others are summed up:\n{log}"
     );
+    let had_failed: usize = log
+        .split("every failing reconcile succeeds again (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no line saying every key recovered:\n{log}"));
     assert!(
-        log.contains(&format!(
-            "every failing reconcile succeeds again ({SERVICES} keys had failed)"
-        )),
-        "{log}"
+        had_failed >= SERVICES,
+        "{had_failed} keys had failed:\n{log}"
     );
 }

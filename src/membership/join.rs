@@ -255,6 +255,17 @@ async fn ensure_namespace(member: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster ID from the member's ClusterProperty `cluster.clusterset.k8s.io`.
+pub async fn cluster_id(member: &Client) -> anyhow::Result<String> {
+    let property = Api::<ClusterProperty>::all(member.clone())
+        .get_opt(CLUSTER_ID)
+        .await
+        .context("cannot read the cluster's ClusterProperty")?;
+    property.map(|p| p.spec.value).with_context(|| {
+        format!("the cluster has no ClusterProperty {CLUSTER_ID}: create it with the cluster's ID, or pass --cluster-id")
+    })
+}
+
 pub(crate) async fn kube_system_uid(member: &Client) -> anyhow::Result<String> {
     let namespace = Api::<Namespace>::all(member.clone())
         .get("kube-system")

@@ -350,13 +350,13 @@ impl Heartbeat {
             };
             match result {
                 Ok(()) if failing => {
-                    tracing::info!("heartbeat restored");
+                    tracing::info!(cluster = %self.cluster_id, "heartbeat restored");
                     failing = false;
                 }
                 Ok(()) => {}
                 Err(error) if !failing => {
                     // A hub outage: the member keeps everything as it is meanwhile.
-                    tracing::warn!(%error, "heartbeat not renewed; trying again every interval");
+                    tracing::warn!(cluster = %self.cluster_id, %error, "heartbeat not renewed; trying again every interval");
                     failing = true;
                 }
                 Err(_) => {}

@@ -4,34 +4,43 @@
 //!
 //! - The Secret (in [`PUSH_NAMESPACE`], labelled [`PUSH_LABEL`], key `kubeconfig`)
 //!   enrols the member: its hub namespace, claimed for the cluster ID of its
-//!   ClusterProperty, and its ManagedCluster there, named after the Secret.
+//!   ClusterProperty, and its ManagedCluster there, named after the Secret and
+//!   labelled [`PUSH_SECRET_LABEL`]. A cluster that is already a member (joined, or
+//!   through another Secret) is refused.
 //! - While the member's API server answers, the hub renews the member's heartbeat
 //!   Lease and reports its version and nodes, so the health controller withdraws a dead
-//!   push member's endpoints as it does a joined one's.
+//!   push member's endpoints as it does a joined one's. The hub may write Leases only
+//!   in the hub namespaces of its push members: each gets a RoleBinding of
+//!   [`HEARTBEAT_ROLE`] for the hub's own identity.
 //! - Deleting the Secret is the member leaving: its agent stops, what it imported is
 //!   removed from it, and its ManagedCluster is deleted (the registrar then removes its
 //!   hub namespace and export records, and the hub its exports). A Secret deleted while
-//!   the hub was down is noticed at the next start.
-//! - A member that cannot be enrolled (unreachable, no cluster ID) is tried again
-//!   every [`RETRY`].
+//!   the hub was down is noticed at the next start; its ManagedCluster goes, but its
+//!   imports stay in the member (the kubeconfig to reach it went with the Secret).
+//! - Every [`RESYNC`], the hub enrols members that could not be (unreachable, no cluster
+//!   ID yet), enrols again those whose ManagedCluster was deleted under them, and
+//!   deletes the ManagedClusters of Secrets that are gone. Each enrolment runs on its
+//!   own, within [`ENROL_TIMEOUT`], so one dead member holds up no other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Secret};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::enrol;
+use super::join::{cluster_id, kube_system_uid, remove_imports};
 use super::member::Heartbeat;
-use crate::api::about::{ClusterProperty, CLUSTER_ID};
 use crate::api::clusters::ManagedCluster;
 use crate::mcs::agent::Agent;
 use crate::mcs::metrics::Metrics;
@@ -44,19 +53,13 @@ pub const PUSH_NAMESPACE: &str = super::SYSTEM_NAMESPACE;
 pub const PUSH_LABEL: &str = "mcs.clusterset.io/member-kubeconfig";
 /// The label on a push member's ManagedCluster: the Secret it was enrolled from.
 pub const PUSH_SECRET_LABEL: &str = "clusters.clusterset.io/push-secret";
-/// How often a member that could not be enrolled is tried again.
-pub const RETRY: Duration = Duration::from_secs(5);
-
-/// The cluster ID from the member's ClusterProperty `cluster.clusterset.k8s.io`.
-pub async fn cluster_id(member: &Client) -> anyhow::Result<String> {
-    let property = Api::<ClusterProperty>::all(member.clone())
-        .get_opt(CLUSTER_ID)
-        .await
-        .context("cannot read the cluster's ClusterProperty")?;
-    property.map(|p| p.spec.value).with_context(|| {
-        format!("the cluster has no ClusterProperty {CLUSTER_ID}: create it with the cluster's ID, or pass --cluster-id")
-    })
-}
+/// The ClusterRole (manifests/hub-push) that lets the hub heart-beat for a push member,
+/// bound in that member's hub namespace only.
+pub const HEARTBEAT_ROLE: &str = "clusterset:hub-push-heartbeat";
+/// How often enrolments, re-enrolments and departures are caught up with.
+pub const RESYNC: Duration = Duration::from_secs(5);
+/// How long one enrolment may take before it counts as failed.
+pub const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Push {
     hub: Client,
@@ -65,20 +68,49 @@ pub struct Push {
     /// The kubeconfig of every member Secret, as last seen.
     wanted: Mutex<HashMap<String, Vec<u8>>>,
     running: Mutex<HashMap<String, Running>>,
+    /// Secrets whose member is being enrolled now.
+    enrolling: Mutex<HashSet<String>>,
+    /// Secrets whose last enrolment failed (each warns once per run of failures).
+    failing: Mutex<HashSet<String>>,
+    /// Held while a member's place on the hub is claimed: two Secrets of one cluster,
+    /// enrolled at once, would each find the namespace free.
+    claims: tokio::sync::Mutex<()>,
     synced: AtomicBool,
+}
+
+/// A member enrolled, not yet running.
+struct Enrolled {
+    member: Client,
+    namespace: String,
+    agent: Arc<Agent>,
+    heartbeat: Heartbeat,
+    nodes: Arc<Cache<Node>>,
 }
 
 /// One push member: its agent, heartbeat and node watch.
 struct Running {
     kubeconfig: Vec<u8>,
     member: Client,
+    namespace: String,
     agent: Arc<Agent>,
+    since: Instant,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+impl Running {
+    /// Stops the tasks and waits until they have (an aborted task may otherwise still
+    /// finish a write it had begun).
+    async fn stop(&mut self) {
+        for task in std::mem::take(&mut self.tasks) {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
@@ -91,6 +123,9 @@ impl Push {
             heartbeat,
             wanted: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            enrolling: Mutex::new(HashSet::new()),
+            failing: Mutex::new(HashSet::new()),
+            claims: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),
         })
     }
@@ -110,16 +145,16 @@ impl Push {
         let config = watcher::Config::default().labels(PUSH_LABEL);
         let mut events = watcher::watcher(secrets, config).boxed();
         let mut listing: Option<Vec<String>> = None;
-        let mut retries = tokio::time::interval(RETRY);
-        retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 event = events.next() => match event {
                     Some(event) => event,
                     None => return,
                 },
-                _ = retries.tick() => {
-                    self.retry().await;
+                _ = resync.tick() => {
+                    self.resync().await;
                     continue;
                 }
             };
@@ -127,25 +162,22 @@ impl Push {
                 Ok(watcher::Event::Init) => listing = Some(Vec::new()),
                 Ok(watcher::Event::InitApply(secret)) => {
                     listing.get_or_insert_with(Vec::new).push(secret.name_any());
-                    self.want(&secret).await;
+                    self.want(&secret);
                 }
                 Ok(watcher::Event::InitDone) => {
                     let present = listing.take().unwrap_or_default();
                     let gone: Vec<String> = {
                         let wanted = self.wanted.lock().expect("wanted lock");
-                        wanted
-                            .keys()
-                            .filter(|n| !present.contains(n))
-                            .cloned()
-                            .collect()
+                        let known = wanted.keys();
+                        known.filter(|n| !present.contains(n)).cloned().collect()
                     };
                     for name in gone {
                         self.leave(&name).await;
                     }
-                    self.forget_departed(&present).await;
                     self.synced.store(true, Ordering::SeqCst);
+                    self.resync().await;
                 }
-                Ok(watcher::Event::Apply(secret)) => self.want(&secret).await,
+                Ok(watcher::Event::Apply(secret)) => self.want(&secret),
                 Ok(watcher::Event::Delete(secret)) => self.leave(&secret.name_any()).await,
                 Err(error) => {
                     tracing::warn!(%error, "push mode: watching member Secrets failed; retrying");
@@ -155,7 +187,7 @@ impl Push {
         }
     }
 
-    async fn want(&self, secret: &Secret) {
+    fn want(self: &Arc<Self>, secret: &Secret) {
         let name = secret.name_any();
         let kubeconfig = secret
             .data
@@ -167,60 +199,92 @@ impl Push {
             .lock()
             .expect("wanted lock")
             .insert(name.clone(), kubeconfig);
-        self.start(&name).await;
+        self.start(&name);
     }
 
-    /// Starts (or restarts, when its kubeconfig changed) the member of Secret `name`.
-    async fn start(&self, name: &str) {
+    /// Enrols the member of Secret `name` in the background, unless it runs with the
+    /// Secret's kubeconfig already or is being enrolled.
+    fn start(self: &Arc<Self>, name: &str) {
         let Some(kubeconfig) = self.wanted.lock().expect("wanted lock").get(name).cloned() else {
             return;
         };
-        let current = self
-            .running
-            .lock()
-            .expect("running lock")
-            .get(name)
-            .map(|r| r.kubeconfig == kubeconfig);
-        if current == Some(true) {
+        let current = {
+            let running = self.running.lock().expect("running lock");
+            running
+                .get(name)
+                .is_some_and(|r| r.kubeconfig == kubeconfig)
+        };
+        if current
+            || !self
+                .enrolling
+                .lock()
+                .expect("enrolling lock")
+                .insert(name.into())
+        {
             return;
         }
-        match self.enrol(name, &kubeconfig).await {
-            Ok((running, namespace)) => {
-                tracing::info!(secret = %name, cluster = %running.agent.cluster(), "push mode: member enrolled, agent and heartbeat started");
-                let replaced = self
-                    .running
-                    .lock()
-                    .expect("running lock")
-                    .insert(name.to_string(), running);
-                drop(replaced);
-                // The kubeconfig may now lead to another cluster: the one it led to
-                // before leaves.
-                self.delete_clusters(name, Some(&namespace)).await;
-            }
+        let (this, name) = (self.clone(), name.to_string());
+        tokio::spawn(async move {
+            let enrolment = tokio::time::timeout(ENROL_TIMEOUT, this.enrol(&name, &kubeconfig));
+            let result = enrolment.await.unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "the member did not answer within {ENROL_TIMEOUT:?}"
+                ))
+            });
+            this.enrolled(&name, kubeconfig, result).await;
+            this.enrolling.lock().expect("enrolling lock").remove(&name);
+        });
+    }
+
+    /// Runs a member just enrolled in place of the one before, if the Secret still
+    /// says what it was enrolled from.
+    async fn enrolled(&self, name: &str, kubeconfig: Vec<u8>, result: anyhow::Result<Enrolled>) {
+        let enrolled = match result {
+            Ok(enrolled) => enrolled,
             Err(error) => {
-                tracing::warn!(secret = %name, error = format!("{error:#}"), "push mode: cannot run the member's agent; trying again");
+                let error = format!("{error:#}");
+                if self
+                    .failing
+                    .lock()
+                    .expect("failing lock")
+                    .insert(name.into())
+                {
+                    tracing::warn!(secret = %name, %error, "push mode: cannot enrol the member; trying again every {RESYNC:?}");
+                } else {
+                    tracing::debug!(secret = %name, %error, "push mode: cannot enrol the member yet");
+                }
+                return;
+            }
+        };
+        let still_wanted = self.wanted.lock().expect("wanted lock").get(name) == Some(&kubeconfig);
+        if !still_wanted {
+            return; // changed or gone meanwhile: the next enrolment or the resync sees to it
+        }
+        self.failing.lock().expect("failing lock").remove(name);
+        let replaced = self.running.lock().expect("running lock").remove(name);
+        if let Some(mut old) = replaced {
+            // Two agents for one member never overlap.
+            old.stop().await;
+            if old.namespace != enrolled.namespace {
+                // The kubeconfig now leads to another cluster: the one before leaves.
+                self.retire(name, old);
+                self.delete_clusters(name, Some(&enrolled.namespace)).await;
             }
         }
+        let cluster = enrolled.agent.cluster().to_string();
+        let running = self.launch(kubeconfig, enrolled);
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(name.to_string(), running);
+        tracing::info!(secret = %name, %cluster, "push mode: member enrolled, agent and heartbeat started");
     }
 
-    /// Members whose Secrets are wanted but not running: tried again.
-    async fn retry(&self) {
-        let names: Vec<String> = {
-            let wanted = self.wanted.lock().expect("wanted lock");
-            let running = self.running.lock().expect("running lock");
-            wanted
-                .iter()
-                .filter(|(n, k)| running.get(*n).is_none_or(|r| &r.kubeconfig != *k))
-                .map(|(n, _)| n.clone())
-                .collect()
-        };
-        for name in names {
-            self.start(&name).await;
+    /// Reads the member's identity and claims its place on the hub.
+    async fn enrol(&self, name: &str, kubeconfig: &[u8]) -> anyhow::Result<Enrolled> {
+        if name.len() > 63 {
+            bail!("the Secret's name is longer than 63 characters, too long to label its ManagedCluster with");
         }
-    }
-
-    /// Reads the member's identity, claims its place on the hub and starts it.
-    async fn enrol(&self, name: &str, kubeconfig: &[u8]) -> anyhow::Result<(Running, String)> {
         let text = std::str::from_utf8(kubeconfig).context("the kubeconfig is not UTF-8")?;
         let parsed = Kubeconfig::from_yaml(text)
             .context("the Secret's kubeconfig key is not a kubeconfig")?;
@@ -228,31 +292,107 @@ impl Push {
             kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default()).await?;
         let member = Client::try_from(config)?;
         let cluster = cluster_id(&member).await?;
-        let uid = super::join::kube_system_uid(&member).await?;
+        let uid = kube_system_uid(&member).await?;
+        let claiming = self.claims.lock().await;
         let namespace = enrol::claim_namespace(&self.hub, &cluster)
             .await?
             .map_err(anyhow::Error::msg)?;
+        self.refuse_other_members(name, &cluster, &namespace)
+            .await?;
+        self.allow_heartbeat(&namespace).await?;
         let labels = json!({ PUSH_SECRET_LABEL: name });
         let managed = enrol::claim_cluster(&self.hub, &namespace, name, (&cluster, &uid), labels)
             .await?
             .map_err(anyhow::Error::msg)?;
+        drop(claiming);
+        if managed.metadata.deletion_timestamp.is_some() {
+            bail!("its ManagedCluster {namespace}/{name} is still being deleted");
+        }
         let nodes: Arc<Cache<Node>> = Cache::new(|_| None);
-        let agent = Agent::new(
-            member.clone(),
-            self.hub.clone(),
-            cluster.clone(),
-            Metrics::new("agent"),
-        );
         let heartbeat = Heartbeat {
             member: member.clone(),
             hub: self.hub.clone(),
             namespace: namespace.clone(),
-            cluster_id: cluster,
+            cluster_id: cluster.clone(),
             cluster_name: managed.name_any(),
             joined: None,
             interval: self.heartbeat,
             nodes: nodes.clone(),
         };
+        let agent = Agent::new(
+            member.clone(),
+            self.hub.clone(),
+            cluster,
+            Metrics::new("agent"),
+        );
+        Ok(Enrolled {
+            member,
+            namespace,
+            agent,
+            heartbeat,
+            nodes,
+        })
+    }
+
+    /// A cluster is one member: not also joined, nor enrolled from another Secret.
+    async fn refuse_other_members(
+        &self,
+        name: &str,
+        cluster: &str,
+        ns: &str,
+    ) -> anyhow::Result<()> {
+        let clusters: Api<ManagedCluster> = Api::namespaced(self.hub.clone(), ns);
+        for other in clusters.list(&ListParams::default()).await?.items {
+            let from = other.labels().get(PUSH_SECRET_LABEL).map(String::as_str);
+            if other.name_any() != name || from != Some(name) {
+                let how = from.map_or("joined".to_string(), |s| format!("through Secret {s}"));
+                bail!(
+                    "cluster {cluster} is a member already, as {} ({how})",
+                    other.name_any()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds [`HEARTBEAT_ROLE`] in the member's hub namespace for the hub's own user.
+    async fn allow_heartbeat(&self, ns: &str) -> anyhow::Result<()> {
+        let review: serde_json::Value = self
+            .hub
+            .request(
+                http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                    .header("Content-Type", "application/json")
+                    .body(serde_json::to_vec(&json!({
+                        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                    }))?)?,
+            )
+            .await
+            .context("cannot learn the hub's own user name (SelfSubjectReview)")?;
+        let user = review["status"]["userInfo"]["username"]
+            .as_str()
+            .context("the SelfSubjectReview names no user")?;
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": HEARTBEAT_ROLE, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": HEARTBEAT_ROLE},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))?;
+        let bindings: Api<RoleBinding> = Api::namespaced(self.hub.clone(), ns);
+        match bindings.create(&PostParams::default(), &binding).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            other => other
+                .map(|_| ())
+                .context("cannot let the hub heart-beat for the member"),
+        }
+    }
+
+    fn launch(&self, kubeconfig: Vec<u8>, enrolled: Enrolled) -> Running {
+        let Enrolled {
+            member,
+            namespace,
+            agent,
+            heartbeat,
+            nodes,
+        } = enrolled;
         let watch_nodes = nodes.run(
             "nodes",
             Api::all(member.clone()),
@@ -264,48 +404,54 @@ impl Push {
             tokio::spawn(heartbeat.run()),
             tokio::spawn(watch_nodes),
         ];
-        let running = Running {
-            kubeconfig: kubeconfig.to_vec(),
+        Running {
+            kubeconfig,
             member,
+            namespace,
             agent,
+            since: Instant::now(),
             tasks,
-        };
-        Ok((running, namespace))
+        }
     }
 
     /// Secret `name` is gone: the member leaves.
     async fn leave(&self, name: &str) {
         self.wanted.lock().expect("wanted lock").remove(name);
+        self.failing.lock().expect("failing lock").remove(name);
         let was = self.running.lock().expect("running lock").remove(name);
         if let Some(mut was) = was {
-            tracing::info!(secret = %name, cluster = %was.agent.cluster(), "push mode: member removed; agent stopped, removing its imports");
-            for task in std::mem::take(&mut was.tasks) {
-                task.abort();
-                let _ = task.await;
-            }
-            // The member may be gone for good: a few tries, then it is left as it is.
-            let member = was.member.clone();
-            tokio::spawn(async move {
-                let mut pause = Duration::from_millis(200);
-                for _ in 0..6 {
-                    match super::join::remove_imports(&member).await {
-                        Ok(()) => return,
-                        Err(error) => tracing::warn!(
-                            error = format!("{error:#}"),
-                            "push mode: cannot remove a departed member's imports yet"
-                        ),
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause *= 3;
-                }
-            });
+            was.stop().await;
+            self.retire(name, was);
         }
         self.delete_clusters(name, None).await;
     }
 
-    /// ManagedClusters enrolled from Secrets that no longer exist (deleted while the
-    /// hub was down) are deleted.
-    async fn forget_departed(&self, present: &[String]) {
+    /// What the hub imported into a member that no longer is one goes, in the
+    /// background; a member gone for good is left as it is after a few tries.
+    fn retire(&self, name: &str, was: Running) {
+        tracing::info!(secret = %name, cluster = %was.agent.cluster(), "push mode: member removed; agent stopped, removing its imports");
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(200);
+            for _ in 0..6 {
+                match remove_imports(&was.member).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(cluster = %was.agent.cluster(), error = format!("{error:#}"), "push mode: cannot remove a departed member's imports yet")
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 3;
+            }
+        });
+    }
+
+    /// Catches up: departed members' ManagedClusters go, members whose ManagedCluster
+    /// went are enrolled again, and every Secret without a running member is enrolled.
+    async fn resync(self: &Arc<Self>) {
+        if !self.synced.load(Ordering::SeqCst) {
+            return;
+        }
+        let listed = Instant::now();
         let clusters: Api<ManagedCluster> = Api::all(self.hub.clone());
         let enrolled = match clusters
             .list(&ListParams::default().labels(PUSH_SECRET_LABEL))
@@ -317,20 +463,51 @@ impl Push {
                 return;
             }
         };
-        for cluster in enrolled {
-            let secret = cluster
-                .labels()
-                .get(PUSH_SECRET_LABEL)
-                .cloned()
-                .unwrap_or_default();
-            if !present.contains(&secret) {
-                self.delete_clusters(&secret, None).await;
-            }
+        let secret_of = |c: &ManagedCluster| c.labels().get(PUSH_SECRET_LABEL).cloned();
+        let departed: HashSet<String> = {
+            let wanted = self.wanted.lock().expect("wanted lock");
+            enrolled
+                .iter()
+                .filter_map(secret_of)
+                .filter(|s| !wanted.contains_key(s))
+                .collect()
+        };
+        for name in departed {
+            self.delete_clusters(&name, None).await;
+        }
+        let lost: Vec<Running> = {
+            let mut running = self.running.lock().expect("running lock");
+            let lost: Vec<String> = running
+                .iter()
+                .filter(|(name, r)| {
+                    r.since < listed
+                        && !enrolled.iter().any(|c| {
+                            secret_of(c).as_deref() == Some(name.as_str())
+                                && c.namespace().as_deref() == Some(r.namespace.as_str())
+                        })
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            lost.iter().filter_map(|n| running.remove(n)).collect()
+        };
+        for mut was in lost {
+            tracing::warn!(cluster = %was.agent.cluster(), "push mode: the member's ManagedCluster was deleted; enrolling it again");
+            was.stop().await;
+        }
+        let names: Vec<String> = self
+            .wanted
+            .lock()
+            .expect("wanted lock")
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            self.start(&name);
         }
     }
 
     /// Deletes the ManagedClusters enrolled from Secret `name`, but for the one in hub
-    /// namespace `keep`.
+    /// namespace `keep`; what fails is tried again at the next resync.
     async fn delete_clusters(&self, name: &str, keep: Option<&str>) {
         let clusters: Api<ManagedCluster> = Api::all(self.hub.clone());
         let selector = format!("{PUSH_SECRET_LABEL}={name}");
@@ -339,7 +516,9 @@ impl Push {
                 .list(&ListParams::default().labels(&selector))
                 .await?;
             for cluster in enrolled.items {
-                if cluster.namespace().as_deref() == keep {
+                if cluster.namespace().as_deref() == keep
+                    || cluster.metadata.deletion_timestamp.is_some()
+                {
                     continue;
                 }
                 let api: Api<ManagedCluster> =
@@ -350,7 +529,7 @@ impl Push {
             Ok::<(), kube::Error>(())
         };
         if let Err(error) = result.await {
-            tracing::warn!(secret = %name, %error, "push mode: cannot delete the departed member's ManagedCluster");
+            tracing::warn!(secret = %name, %error, "push mode: cannot delete the departed member's ManagedCluster yet");
         }
     }
 }

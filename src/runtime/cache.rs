@@ -77,7 +77,7 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
 /// removes (a hub that keeps merging an export that no longer exists).
 #[derive(Default)]
 struct Tombstones {
-    deleted: HashMap<ObjectId, u64>,
+    deleted: HashMap<ObjectId, (u64, Instant)>,
     order: VecDeque<(Instant, ObjectId, u64)>,
 }
 
@@ -89,19 +89,20 @@ impl Tombstones {
             }
             let (_, old, v) = self.order.pop_front().expect("front exists");
             // A later deletion of the same name has its own, newer entry.
-            if self.deleted.get(&old) == Some(&v) {
+            if self.deleted.get(&old).is_some_and(|(d, _)| *d == v) {
                 self.deleted.remove(&old);
             }
         }
-        self.deleted.insert(id.clone(), version);
+        self.deleted.insert(id.clone(), (version, now));
         self.order.push_back((now, id, version));
     }
 
-    /// Whether `version` of the object predates its watched deletion.
-    fn buries(&self, id: &ObjectId, version: u64) -> bool {
-        self.deleted
-            .get(id)
-            .is_some_and(|deleted| version <= *deleted)
+    /// Whether `version` of the object predates its deletion, watched less than
+    /// [`TOMBSTONE_TTL`] before `now`.
+    fn buries(&self, id: &ObjectId, version: u64, now: Instant) -> bool {
+        self.deleted.get(id).is_some_and(|(deleted, at)| {
+            version <= *deleted && now.duration_since(*at) < TOMBSTONE_TTL
+        })
     }
 }
 
@@ -257,7 +258,7 @@ where
                 }
                 Event::Apply(obj) => {
                     let obj = Arc::new(slim(obj));
-                    let Some(old) = self.insert_newer(obj.clone()) else {
+                    let Some(old) = self.insert_newer(obj.clone(), false) else {
                         continue; // what we wrote ourselves is already newer
                     };
                     if let Some(old) = old {
@@ -273,13 +274,18 @@ where
         }
     }
 
-    /// Removes an object the watch saw deleted, and keeps versions up to its deletion
-    /// from coming back through [`Cache::remember`].
+    /// Removes an object the watch saw deleted (unless what the cache holds is a newer
+    /// object of that name this controller has created since), and keeps versions up to
+    /// the deletion from coming back through [`Cache::remember`].
     fn deleted(&self, obj: &K) {
         let id = id_of(obj);
         let mut inner = self.inner.write().expect("cache lock");
-        inner.remove(self.index, &id);
-        if let Some(version) = version(obj) {
+        let deleted = version(obj);
+        let cached = inner.objects.get(&id).and_then(|c| version(c.as_ref()));
+        if !matches!((cached, deleted), (Some(c), Some(d)) if c > d) {
+            inner.remove(self.index, &id);
+        }
+        if let Some(version) = deleted {
             inner.tombstones.bury(id, version, Instant::now());
         }
     }
@@ -288,7 +294,7 @@ where
     /// watch event (client-go's mutation cache), so the next reconcile of the key reads
     /// what was written instead of retrying against a stale version.
     pub fn remember(&self, obj: K) {
-        self.insert_newer(Arc::new(slim(obj)));
+        self.insert_newer(Arc::new(slim(obj)), true);
     }
 
     /// Drops an object this controller has just deleted, ahead of its watch event.
@@ -297,11 +303,12 @@ where
         inner.remove(self.index, &(namespace.to_string(), name.to_string()));
     }
 
-    /// Inserts `obj` unless the cache holds a newer version or saw the object deleted
-    /// after it (resourceVersions compared as numbers when they are, as every API server
-    /// this runs against issues them); returns None when it was not inserted, else the
-    /// version it replaced.
-    fn insert_newer(&self, obj: Arc<K>) -> Option<Option<Arc<K>>> {
+    /// Inserts `obj` unless the cache holds a newer version or, for what this
+    /// controller `remembered` of its own writes, the watch saw the object deleted after
+    /// it (the watch's own events come in order). ResourceVersions are compared as
+    /// numbers when they are, as every API server this runs against issues them.
+    /// Returns None when it was not inserted, else the version it replaced.
+    fn insert_newer(&self, obj: Arc<K>, remembered: bool) -> Option<Option<Arc<K>>> {
         let id = id_of(obj.as_ref());
         let mut inner = self.inner.write().expect("cache lock");
         if let Some(new) = version(obj.as_ref()) {
@@ -309,7 +316,8 @@ where
                 .objects
                 .get(&id)
                 .and_then(|current| version(current.as_ref()));
-            if have.is_some_and(|have| have > new) || inner.tombstones.buries(&id, new) {
+            let buried = remembered && inner.tombstones.buries(&id, new, Instant::now());
+            if have.is_some_and(|have| have > new) || buried {
                 return None;
             }
         }
@@ -452,6 +460,10 @@ mod tests {
         c
     }
 
+    fn cached_version(cache: &Cache<ConfigMap>, name: &str) -> Option<String> {
+        cache.get("demo", name)?.metadata.resource_version.clone()
+    }
+
     #[test]
     fn a_write_answered_after_the_watched_deletion_does_not_bring_the_object_back() {
         let cache = Cache::<ConfigMap>::new(by_label);
@@ -468,16 +480,13 @@ mod tests {
         assert!(cache.by_key(&web).is_empty());
         // Created again under the same name: that is newer than the deletion.
         cache.remember(versioned("a", 8));
-        assert_eq!(
-            cache
-                .get("demo", "a")
-                .unwrap()
-                .metadata
-                .resource_version
-                .as_deref(),
-            Some("8")
-        );
+        assert_eq!(cached_version(&cache, "a").as_deref(), Some("8"));
         assert_eq!(cache.by_key(&web).len(), 1);
+        // Deleted at 9 and created again at 10 by this controller, which hears of the
+        // deletion only afterwards: the new object stays.
+        cache.remember(versioned("a", 10));
+        cache.deleted(&versioned("a", 9));
+        assert_eq!(cached_version(&cache, "a").as_deref(), Some("10"));
     }
 
     #[test]
@@ -491,10 +500,19 @@ mod tests {
         t.bury(a.clone(), 3, t0);
         t.bury(b.clone(), 4, t0);
         t.bury(a.clone(), 9, t0 + Duration::from_secs(60));
-        assert!(t.buries(&a, 9) && !t.buries(&a, 10));
+        let t1 = t0 + Duration::from_secs(61);
+        assert!(t.buries(&a, 9, t1) && !t.buries(&a, 10, t1));
+        assert!(t.buries(&b, 4, t1));
+        assert!(
+            !t.buries(&b, 4, t0 + TOMBSTONE_TTL),
+            "expired, even before it is dropped"
+        );
         t.bury(("x".into(), "y".into()), 11, t0 + TOMBSTONE_TTL);
-        assert!(!t.buries(&b, 4), "b's tombstone expired");
-        assert!(t.buries(&a, 5), "a's later deletion is still remembered");
+        assert!(!t.deleted.contains_key(&b), "b's tombstone dropped");
+        assert!(
+            t.buries(&a, 5, t0 + TOMBSTONE_TTL),
+            "a's later deletion is still remembered"
+        );
         assert_eq!(t.order.len(), 2);
     }
 }
