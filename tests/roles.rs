@@ -529,6 +529,11 @@ async fn failing_reconciles_are_logged_without_a_flood() {
         log.contains("keys are failing;"),
         "the others are summed up:\n{log}"
     );
+    let recoveries = log.matches("reconcile succeeds again").count();
+    assert!(
+        recoveries <= 2 * limit,
+        "{recoveries} recoveries logged: a flapping key must not log each flip:\n{log}"
+    );
     let had_failed: usize = log
         .split("every failing reconcile succeeds again (")
         .nth(1)

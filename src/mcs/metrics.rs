@@ -130,7 +130,9 @@ impl Metrics {
     }
 
     fn log_success(&self, controller: &str, key: &dyn std::fmt::Display) {
-        let line = self.failures.succeeded(|| format!("{controller} {key}"));
+        let line = self
+            .failures
+            .succeeded(|| format!("{controller} {key}"), Instant::now());
         match line {
             Line::Recovered => tracing::info!(controller, %key, "reconcile succeeds again"),
             Line::AllRecovered { failed } => tracing::info!(

@@ -3,9 +3,12 @@
 //! thousands of lines a second that bury whatever else is logged. Instead a key warns
 //! once per run of failures (later ones are debug), at most [`WARN_LIMIT`] keys warn
 //! individually at a time, the others are counted into a summary at most every
-//! [`SUMMARY_EVERY`], and recoveries are said once.
+//! [`SUMMARY_EVERY`], and recoveries are said once. A key that fails again within
+//! [`SUMMARY_EVERY`] of recovering is flapping: it is counted into the summaries, and
+//! its recoveries are quiet, so a key that alternates between success and failure
+//! every few milliseconds costs a line every few seconds, not two per flip.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -49,7 +52,13 @@ struct State {
     /// Keys that started failing since everything last recovered.
     failed: usize,
     last_summary: Option<Instant>,
+    /// When keys last recovered (those of the past [`SUMMARY_EVERY`], and some older
+    /// ones until the next pruning).
+    recovered: HashMap<String, Instant>,
 }
+
+/// Recoveries remembered before the old ones are pruned.
+const RECOVERED_PRUNE_AT: usize = 1024;
 
 impl FailureLog {
     /// A failure of `key` (unique across the controllers sharing this log).
@@ -60,12 +69,17 @@ impl FailureLog {
         }
         self.failing.store(s.failing.len(), Ordering::Relaxed);
         s.failed += 1;
-        if s.warned.len() < WARN_LIMIT {
+        let flapping = s
+            .recovered
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < SUMMARY_EVERY);
+        if !flapping && s.warned.len() < WARN_LIMIT {
             s.warned.insert(key.to_string());
             return Line::Warn;
         }
         s.unlogged += 1;
-        s.summarised = true;
+        // A flapping key alone never makes the all-clear worth a line.
+        s.summarised |= !flapping;
         if s.last_summary
             .is_some_and(|at| now.duration_since(at) < SUMMARY_EVERY)
         {
@@ -86,7 +100,7 @@ impl FailureLog {
 
     /// A success; `key` is only built when some key is failing (successes are the
     /// common case and must stay cheap).
-    pub fn succeeded(&self, key: impl FnOnce() -> String) -> Line {
+    pub fn succeeded(&self, key: impl FnOnce() -> String, now: Instant) -> Line {
         let mut s = self.state.lock().expect("failure log lock");
         if s.failing.is_empty() {
             return Line::Quiet;
@@ -97,10 +111,17 @@ impl FailureLog {
         }
         self.failing.store(s.failing.len(), Ordering::Relaxed);
         let warned = s.warned.remove(&key);
+        if s.recovered.len() >= RECOVERED_PRUNE_AT {
+            s.recovered
+                .retain(|_, at| now.saturating_duration_since(*at) < SUMMARY_EVERY);
+        }
+        s.recovered.insert(key, now);
         if s.failing.is_empty() {
             let failed = std::mem::take(&mut s.failed);
             s.unlogged = 0;
             if std::mem::take(&mut s.summarised) {
+                // The slate is clean: the next failure of any key warns again.
+                s.recovered.clear();
                 return Line::AllRecovered { failed };
             }
         }
@@ -122,17 +143,50 @@ mod tests {
         let t = Instant::now();
         assert_eq!(log.failed("demo/web", t), Line::Warn);
         assert_eq!(log.failed("demo/web", t), Line::Quiet, "the retry is debug");
-        assert_eq!(log.succeeded(|| "demo/web".into()), Line::Recovered);
+        assert_eq!(log.succeeded(|| "demo/web".into(), t), Line::Recovered);
         assert_eq!(
-            log.succeeded(|| "demo/web".into()),
+            log.succeeded(|| "demo/web".into(), t),
             Line::Quiet,
             "said once"
         );
         assert_eq!(
-            log.failed("demo/web", t),
+            log.failed("demo/web", t + SUMMARY_EVERY),
             Line::Warn,
             "a new run warns again"
         );
+    }
+
+    #[test]
+    fn a_flapping_key_is_summarised_not_warned_at_each_flip() {
+        let log = FailureLog::default();
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        assert_eq!(log.failed("demo/web", ms(0)), Line::Warn);
+        assert_eq!(log.succeeded(|| "demo/web".into(), ms(3)), Line::Recovered);
+        assert_eq!(
+            log.failed("demo/web", ms(6)),
+            Line::Summary {
+                failing: 1,
+                unlogged: 1
+            },
+            "failing again at once: a flap"
+        );
+        for i in 0..1000 {
+            assert_eq!(
+                log.succeeded(|| "demo/web".into(), ms(7 + 2 * i)),
+                Line::Quiet
+            );
+            assert_eq!(log.failed("demo/web", ms(8 + 2 * i)), Line::Quiet);
+        }
+        assert_eq!(
+            log.failed("demo/api", ms(2100)),
+            Line::Warn,
+            "another key still warns"
+        );
+        // Quiet for longer than the window: a new run of failures.
+        assert_eq!(log.succeeded(|| "demo/web".into(), ms(2200)), Line::Quiet);
+        let later = ms(2200) + SUMMARY_EVERY;
+        assert_eq!(log.failed("demo/web", later), Line::Warn);
     }
 
     #[test]
@@ -167,7 +221,7 @@ mod tests {
             .iter()
             .chain(&["demo/late".to_string(), "demo/later".to_string()])
         {
-            recovered.push(log.succeeded(|| k.clone()));
+            recovered.push(log.succeeded(|| k.clone(), t));
         }
         let count = |line: Line| recovered.iter().filter(|l| **l == line).count();
         assert_eq!(count(Line::Recovered), WARN_LIMIT);
