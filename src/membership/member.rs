@@ -23,7 +23,7 @@ use super::SYSTEM_NAMESPACE;
 use crate::api::clusters::{ManagedCluster, HEARTBEAT_LEASE};
 use crate::mcs::agent::Agent;
 use crate::mcs::metrics::Metrics;
-use crate::runtime::Cache;
+use crate::runtime::{Cache, Tasks};
 
 /// The field manager of the member's heartbeat writes.
 pub const MANAGER: &str = "clusterset-heartbeat";
@@ -70,26 +70,7 @@ const REMOVED_AFTER: u32 = 3;
 struct Running {
     credentials: Credentials,
     agent: Arc<Agent>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-impl Running {
-    /// Stops the agent and heartbeat and waits until they have: an aborted task may
-    /// otherwise still finish a write it had begun.
-    async fn stop(mut self) {
-        for task in std::mem::take(&mut self.tasks) {
-            task.abort();
-            let _ = task.await;
-        }
-    }
+    tasks: Tasks,
 }
 
 fn no_key(_: &Node) -> Option<crate::runtime::ServiceKey> {
@@ -256,12 +237,13 @@ impl Member {
         };
         let replaced = self.running.lock().expect("running lock").take();
         if let Some(replaced) = replaced {
-            replaced.stop().await; // two agents for one member never overlap
+            let mut replaced = replaced;
+            replaced.tasks.stop().await; // two agents for one member never overlap
         }
-        let tasks = vec![
-            tokio::spawn(agent.clone().run(self.config.workers)),
-            tokio::spawn(heartbeat.run()),
-        ];
+        let tasks = Tasks::spawn(vec![
+            Box::pin(agent.clone().run(self.config.workers)),
+            Box::pin(heartbeat.run()),
+        ]);
         self.token_expiry
             .set(credentials.expires_at().map_or(0, |t| t.as_second()));
         *self.running.lock().expect("running lock") = Some(Running {
@@ -279,7 +261,8 @@ impl Member {
         };
         tracing::info!(cluster = %was.credentials.cluster_id, "left the clusterset: agent stopped, removing imports");
         self.token_expiry.set(0);
-        was.stop().await;
+        let mut was = was;
+        was.tasks.stop().await;
         let mut pause = Duration::from_millis(100);
         while let Err(error) = super::join::remove_imports(&self.client).await {
             tracing::warn!(

@@ -44,7 +44,7 @@ use super::member::Heartbeat;
 use crate::api::clusters::ManagedCluster;
 use crate::mcs::agent::Agent;
 use crate::mcs::metrics::Metrics;
-use crate::runtime::{self, Cache};
+use crate::runtime::{self, Cache, Tasks};
 
 /// Where push-mode member kubeconfigs live on the hub.
 pub const PUSH_NAMESPACE: &str = super::SYSTEM_NAMESPACE;
@@ -75,6 +75,8 @@ pub struct Push {
     /// Held while a member's place on the hub is claimed: two Secrets of one cluster,
     /// enrolled at once, would each find the namespace free.
     claims: tokio::sync::Mutex<()>,
+    /// The hub's own user name, asked once.
+    user: tokio::sync::OnceCell<String>,
     synced: AtomicBool,
 }
 
@@ -94,24 +96,7 @@ struct Running {
     namespace: String,
     agent: Arc<Agent>,
     since: Instant,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.tasks.iter().for_each(|t| t.abort());
-    }
-}
-
-impl Running {
-    /// Stops the tasks and waits until they have (an aborted task may otherwise still
-    /// finish a write it had begun).
-    async fn stop(&mut self) {
-        for task in std::mem::take(&mut self.tasks) {
-            task.abort();
-            let _ = task.await;
-        }
-    }
+    tasks: Tasks,
 }
 
 impl Push {
@@ -126,6 +111,7 @@ impl Push {
             enrolling: Mutex::new(HashSet::new()),
             failing: Mutex::new(HashSet::new()),
             claims: tokio::sync::Mutex::new(()),
+            user: tokio::sync::OnceCell::new(),
             synced: AtomicBool::new(false),
         })
     }
@@ -264,7 +250,7 @@ impl Push {
         let replaced = self.running.lock().expect("running lock").remove(name);
         if let Some(mut old) = replaced {
             // Two agents for one member never overlap.
-            old.stop().await;
+            old.tasks.stop().await;
             if old.namespace != enrolled.namespace {
                 // The kubeconfig now leads to another cluster: the one before leaves.
                 self.retire(name, old);
@@ -355,22 +341,30 @@ impl Push {
         Ok(())
     }
 
+    /// The hub's own user name, from a SelfSubjectReview.
+    async fn user(&self) -> anyhow::Result<&str> {
+        let ask = async {
+            let review: serde_json::Value = self
+                .hub
+                .request(
+                    http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                        .header("Content-Type", "application/json")
+                        .body(serde_json::to_vec(&json!({
+                            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                        }))?)?,
+                )
+                .await
+                .context("cannot learn the hub's own user name (SelfSubjectReview)")?;
+            let user = review["status"]["userInfo"]["username"].as_str();
+            user.map(str::to_string)
+                .context("the SelfSubjectReview names no user")
+        };
+        self.user.get_or_try_init(|| ask).await.map(String::as_str)
+    }
+
     /// Binds [`HEARTBEAT_ROLE`] in the member's hub namespace for the hub's own user.
     async fn allow_heartbeat(&self, ns: &str) -> anyhow::Result<()> {
-        let review: serde_json::Value = self
-            .hub
-            .request(
-                http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
-                    .header("Content-Type", "application/json")
-                    .body(serde_json::to_vec(&json!({
-                        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
-                    }))?)?,
-            )
-            .await
-            .context("cannot learn the hub's own user name (SelfSubjectReview)")?;
-        let user = review["status"]["userInfo"]["username"]
-            .as_str()
-            .context("the SelfSubjectReview names no user")?;
+        let user = self.user().await?;
         let binding: RoleBinding = serde_json::from_value(json!({
             "metadata": {"name": HEARTBEAT_ROLE, "namespace": ns},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": HEARTBEAT_ROLE},
@@ -399,11 +393,11 @@ impl Push {
             watcher::Config::default(),
             |_: &Node| {},
         );
-        let tasks = vec![
-            tokio::spawn(agent.clone().run(self.workers)),
-            tokio::spawn(heartbeat.run()),
-            tokio::spawn(watch_nodes),
-        ];
+        let tasks = Tasks::spawn(vec![
+            Box::pin(agent.clone().run(self.workers)),
+            Box::pin(heartbeat.run()),
+            Box::pin(watch_nodes),
+        ]);
         Running {
             kubeconfig,
             member,
@@ -420,7 +414,7 @@ impl Push {
         self.failing.lock().expect("failing lock").remove(name);
         let was = self.running.lock().expect("running lock").remove(name);
         if let Some(mut was) = was {
-            was.stop().await;
+            was.tasks.stop().await;
             self.retire(name, was);
         }
         self.delete_clusters(name, None).await;
@@ -464,16 +458,15 @@ impl Push {
             }
         };
         let secret_of = |c: &ManagedCluster| c.labels().get(PUSH_SECRET_LABEL).cloned();
-        let departed: HashSet<String> = {
+        let departed: Vec<&ManagedCluster> = {
             let wanted = self.wanted.lock().expect("wanted lock");
             enrolled
                 .iter()
-                .filter_map(secret_of)
-                .filter(|s| !wanted.contains_key(s))
+                .filter(|c| secret_of(c).is_some_and(|s| !wanted.contains_key(&s)))
                 .collect()
         };
-        for name in departed {
-            self.delete_clusters(&name, None).await;
+        for cluster in departed {
+            self.delete_cluster(cluster).await;
         }
         let lost: Vec<Running> = {
             let mut running = self.running.lock().expect("running lock");
@@ -492,7 +485,7 @@ impl Push {
         };
         for mut was in lost {
             tracing::warn!(cluster = %was.agent.cluster(), "push mode: the member's ManagedCluster was deleted; enrolling it again");
-            was.stop().await;
+            was.tasks.stop().await;
         }
         let names: Vec<String> = self
             .wanted
@@ -511,25 +504,43 @@ impl Push {
     async fn delete_clusters(&self, name: &str, keep: Option<&str>) {
         let clusters: Api<ManagedCluster> = Api::all(self.hub.clone());
         let selector = format!("{PUSH_SECRET_LABEL}={name}");
-        let result = async {
-            let enrolled = clusters
-                .list(&ListParams::default().labels(&selector))
-                .await?;
-            for cluster in enrolled.items {
-                if cluster.namespace().as_deref() == keep
-                    || cluster.metadata.deletion_timestamp.is_some()
-                {
-                    continue;
+        match clusters
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(enrolled) => {
+                for cluster in enrolled.items {
+                    if cluster.namespace().as_deref() != keep {
+                        self.delete_cluster(&cluster).await;
+                    }
                 }
-                let api: Api<ManagedCluster> =
-                    Api::namespaced(self.hub.clone(), &cluster.namespace().unwrap_or_default());
-                runtime::delete(&api, &cluster.name_any()).await?;
-                tracing::info!(secret = %name, cluster = %cluster.spec.cluster_id, "push mode: ManagedCluster deleted");
             }
-            Ok::<(), kube::Error>(())
-        };
-        if let Err(error) = result.await {
-            tracing::warn!(secret = %name, %error, "push mode: cannot delete the departed member's ManagedCluster yet");
+            Err(error) => {
+                tracing::warn!(secret = %name, %error, "push mode: cannot list the departed member's ManagedClusters yet");
+            }
+        }
+    }
+
+    /// Deletes a departed member's ManagedCluster; what fails is tried again at the
+    /// next resync.
+    async fn delete_cluster(&self, cluster: &ManagedCluster) {
+        if cluster.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let secret = cluster
+            .labels()
+            .get(PUSH_SECRET_LABEL)
+            .cloned()
+            .unwrap_or_default();
+        let api: Api<ManagedCluster> =
+            Api::namespaced(self.hub.clone(), &cluster.namespace().unwrap_or_default());
+        match runtime::delete(&api, &cluster.name_any()).await {
+            Ok(()) => {
+                tracing::info!(%secret, cluster = %cluster.spec.cluster_id, "push mode: ManagedCluster deleted")
+            }
+            Err(error) => {
+                tracing::warn!(%secret, %error, "push mode: cannot delete the departed member's ManagedCluster yet")
+            }
         }
     }
 }

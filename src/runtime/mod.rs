@@ -10,6 +10,34 @@ pub mod queue;
 pub use cache::{Cache, ServiceKey};
 pub use queue::Queue;
 
+/// Tasks that run one thing together (an agent, its heartbeat, a watch): aborted when
+/// dropped.
+#[derive(Default)]
+pub struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Tasks {
+    pub fn spawn(
+        futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    ) -> Self {
+        Tasks(futures.into_iter().map(tokio::spawn).collect())
+    }
+
+    /// Aborts the tasks and waits until they have stopped: an aborted task may
+    /// otherwise still finish a write it had begun.
+    pub async fn stop(&mut self) {
+        for task in std::mem::take(&mut self.0) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|t| t.abort());
+    }
+}
+
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 
