@@ -111,6 +111,9 @@ pub async fn run_hub(opts: HubOptions) -> anyhow::Result<()> {
         })
     };
     let registry = hub.metrics.registry.clone();
+    if let Some(push) = &push {
+        registry.register(push.metrics())?;
+    }
     serve_until_signal(opts.probe_listen, registry, ready, async move {
         let controllers =
             futures::future::join3(hub.run(opts.workers), registrar.run(), health.run());

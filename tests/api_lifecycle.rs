@@ -6,11 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, upstream_crd, TestServer};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
-    PostParams, Preconditions,
+    PostParams, Preconditions, WatchEvent, WatchParams,
 };
 use kube::core::Status;
 use serde_json::{json, Value};
@@ -422,7 +423,13 @@ async fn deleting_a_crd_deletes_its_objects_and_its_api() {
         "metadata": {"name": "web"}, "spec": {"type": "Headless", "ports": []}}),
     )
     .unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
+    let created = api.create(&PostParams::default(), &obj).await.unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    let mut watch = api
+        .watch(&WatchParams::default().timeout(60), &rv)
+        .await
+        .unwrap()
+        .boxed();
     crds.delete(
         "serviceimports.multicluster.x-k8s.io",
         &DeleteParams::default(),
@@ -431,6 +438,23 @@ async fn deleting_a_crd_deletes_its_objects_and_its_api() {
     .unwrap();
     let e = api_error(api.get("web").await.unwrap_err());
     assert_eq!(e.code, 404);
+    // A watcher sees every object go, then its watch ends, as kube-apiserver closes
+    // the watches of a type it stops serving: informers relist and learn it is gone.
+    let mut seen = Vec::new();
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(event) = watch.next().await {
+            seen.push(match event.unwrap() {
+                WatchEvent::Deleted(o) => format!("DELETED {}", o.metadata.name.unwrap()),
+                other => format!("{other:?}"),
+            });
+        }
+    })
+    .await;
+    assert_eq!(seen, ["DELETED web"]);
+    assert!(
+        ended.is_ok(),
+        "the watch stayed open after its CRD was deleted"
+    );
     // Installed again, the resource is empty.
     let text =
         std::fs::read_to_string(upstream_crd("multicluster.x-k8s.io_serviceimports.yaml")).unwrap();

@@ -881,6 +881,7 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
     }
     let (east, west) = (&members[0], &members[1]);
     let hub_account = account_kubeconfig(&hub, "clusterset-system", "clusterset-hub");
+    let hub_probes = format!("127.0.0.1:{}", free_port());
     let hub_args = [
         "hub",
         "--hub-kubeconfig",
@@ -891,7 +892,7 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
         "--damping",
         "1s",
         "--probe-listen",
-        "127.0.0.1:0",
+        &hub_probes,
     ];
     let hub_role = Process::spawn(&hub_args);
     // west has no cluster ID yet: it cannot be enrolled until it has one.
@@ -960,6 +961,24 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
         (ready_from_east().await == 2).then_some(())
     })
     .await;
+    // The hub's /metrics shows each push member's agent, labelled with its cluster.
+    let hub_port: u16 = hub_probes.rsplit(':').next().unwrap().parse().unwrap();
+    let hub_metrics = || probe(hub_port, "/metrics").unwrap().1;
+    let wanted = [
+        "clusterset_agent_exports{cluster=\"east\"} 1",
+        "clusterset_agent_exports{cluster=\"west\"} 0",
+        "clusterset_agent_imports{cluster=\"east\"} 1",
+        "clusterset_agent_imports{cluster=\"west\"} 1",
+        "clusterset_agent_propagation_seconds_count{cluster=\"west\"} 1",
+    ];
+    let shown = eventually("the push agents' metrics on the hub", WAIT, || async {
+        let metrics = hub_metrics();
+        wanted
+            .iter()
+            .all(|w| metrics.lines().any(|l| l == *w))
+            .then_some(metrics)
+    });
+    assert!(shown.await.contains("clusterset_hub_imports 1"));
 
     // east's API server stops: the hub can no longer vouch for it, and after the grace
     // period its endpoints leave west.
@@ -990,6 +1009,11 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
     // what the hub imported into it is removed.
     hub.kubectl_ok(&["-n", "clusterset-system", "delete", "secret", "west"]);
     wait_enrolment_gone(&hub, "west").await;
+    let metrics = hub_metrics();
+    assert!(
+        !metrics.contains("cluster=\"west\"") && metrics.contains("cluster=\"east\""),
+        "a departed member's agent leaves /metrics: {metrics}"
+    );
     eventually("west's imports removed", WAIT, || async {
         let imports = Api::<ServiceImport>::namespaced(west.client.clone(), "demo");
         imports

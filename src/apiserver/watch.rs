@@ -124,6 +124,9 @@ impl Watcher {
                     }
                 }
             }
+            if !self.still_served(app) {
+                return;
+            }
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return },
                 _ = bookmark.tick(), if self.req.bookmarks => {
@@ -172,6 +175,18 @@ impl Watcher {
             self.send_bookmark(rv, true).await?;
         }
         Ok(Some(rv))
+    }
+
+    /// kube-apiserver ends the watches of a custom resource whose CRD is deleted (or
+    /// stops serving the watched version), after the deletion of every object.
+    fn still_served(&self, app: &App) -> bool {
+        let rt = &self.req.rt;
+        rt.builtin
+            || app
+                .state
+                .registry
+                .lookup(&rt.group, &self.req.version, &rt.plural)
+                .is_some()
     }
 
     fn matches(&self, obj: &Value) -> bool {

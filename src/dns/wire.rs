@@ -417,6 +417,18 @@ mod tests {
         assert_eq!(data(&db), ["db-0.east.db.demo.svc.clusterset.local."]);
         let unknown = get(&name("192.0.2.1"), RecordType::PTR);
         assert_eq!(unknown.metadata.response_code, ResponseCode::Refused);
+        // Another type at a known address: NODATA with the reverse zone's SOA.
+        for (ip, zone) in [("10.96.0.10", "in-addr.arpa."), ("fd00::10", "ip6.arpa.")] {
+            let nodata = get(&name(ip), RecordType::A);
+            assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+            assert!(nodata.answers.is_empty() && nodata.metadata.authoritative);
+            let soa: Vec<String> = nodata
+                .authorities
+                .iter()
+                .map(|r| format!("{} {}", r.name, r.record_type()))
+                .collect();
+            assert_eq!(soa, [format!("{zone} SOA")], "{ip}");
+        }
     }
 
     #[test]

@@ -320,6 +320,15 @@ impl Zone {
                     RData::PTR(PTR(target.clone())),
                 ));
             }
+        } else {
+            // NODATA, negatively cacheable with the SOA of the reverse zone the name
+            // is in (clusterset.local's would be out of bailiwick there).
+            let arpa = if ip.is_some_and(|ip| ip.is_ipv4()) {
+                name(&["in-addr", "arpa"])
+            } else {
+                name(&["ip6", "arpa"])
+            };
+            answer.authority.push(self.soa_of(arpa));
         }
         answer
     }
@@ -374,8 +383,14 @@ impl Zone {
     }
 
     fn soa(&self) -> Record {
+        self.soa_of(name(&["clusterset", "local"]))
+    }
+
+    /// The SOA this server gives for `zone`: clusterset.local, or the reverse zone of
+    /// the addresses it answers PTR for.
+    fn soa_of(&self, zone: Name) -> Record {
         Record::from_rdata(
-            name(&["clusterset", "local"]),
+            zone,
             self.ttl,
             RData::SOA(SOA::new(
                 name(&["ns", "dns", "clusterset", "local"]),

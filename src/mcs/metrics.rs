@@ -29,6 +29,17 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(role: &str) -> Self {
         let registry = Registry::new_custom(Some("clusterset".into()), None).expect("valid prefix");
+        Self::in_registry(role, registry)
+    }
+
+    /// An agent's metrics for a push member, in a registry of its own without the
+    /// prefix: the hub gathers it into its own (which adds the prefix), labelled with
+    /// the member's cluster.
+    pub fn for_push_member() -> Self {
+        Self::in_registry("agent", Registry::new())
+    }
+
+    fn in_registry(role: &str, registry: Registry) -> Self {
         let exports =
             IntGauge::new(format!("{role}_exports"), "Exports known").expect("valid metric");
         let imports =

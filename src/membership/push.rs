@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -114,6 +114,11 @@ impl Push {
             user: tokio::sync::OnceCell::new(),
             synced: AtomicBool::new(false),
         })
+    }
+
+    /// The running members' agent metrics, for the hub's registry.
+    pub fn metrics(self: &Arc<Self>) -> Box<dyn prometheus::core::Collector> {
+        Box::new(MemberMetrics(Arc::downgrade(self)))
     }
 
     /// Ready once the Secrets are listed and every running agent is.
@@ -309,7 +314,7 @@ impl Push {
             member.clone(),
             self.hub.clone(),
             cluster,
-            Metrics::new("agent"),
+            Metrics::for_push_member(),
         );
         Ok(Enrolled {
             member,
@@ -542,5 +547,42 @@ impl Push {
                 tracing::warn!(%secret, %error, "push mode: cannot delete the departed member's ManagedCluster yet")
             }
         }
+    }
+}
+
+/// The agent metrics of every running push member, each labelled with its cluster ID,
+/// as deployed agents would report them one cluster each.
+struct MemberMetrics(Weak<Push>);
+
+impl prometheus::core::Collector for MemberMetrics {
+    /// None: an unchecked collector, as members come and go while the hub runs.
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        Vec::new()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let Some(push) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let agents: Vec<Arc<Agent>> = {
+            let running = push.running.lock().expect("running lock");
+            running.values().map(|r| r.agent.clone()).collect()
+        };
+        // The registry gathering this merges the families of the same name.
+        let mut families = Vec::new();
+        for agent in agents {
+            for mut family in agent.metrics.registry.gather() {
+                for metric in family.mut_metric() {
+                    let mut cluster = prometheus::proto::LabelPair::default();
+                    cluster.set_name("cluster".into());
+                    cluster.set_value(agent.cluster().into());
+                    let mut labels = metric.take_label();
+                    labels.insert(0, cluster);
+                    metric.set_label(labels);
+                }
+                families.push(family);
+            }
+        }
+        families
     }
 }

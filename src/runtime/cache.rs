@@ -69,6 +69,11 @@ struct Inner<K> {
 /// remembered: far longer than a write's response can trail the watch.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
 
+/// The version of a deletion seen only as an object missing from a relist: the list
+/// does not tell when it went, so no remembered version of it is trusted until the
+/// watch shows the name again.
+const UNSEEN: u64 = u64::MAX;
+
 /// The resourceVersions at which objects were deleted, as the watch reported them.
 ///
 /// A controller's write can race the object's deletion: the watch delivers the
@@ -95,6 +100,14 @@ impl Tombstones {
         }
         self.deleted.insert(id.clone(), (version, now));
         self.order.push_back((now, id, version));
+    }
+
+    /// The watch shows the object (created again): its deletion at an [`UNSEEN`]
+    /// version preceded that, and the cached version now keeps older writes out.
+    fn settle(&mut self, id: &ObjectId) {
+        if self.deleted.get(id).is_some_and(|(d, _)| *d == UNSEEN) {
+            self.deleted.remove(id);
+        }
     }
 
     /// Whether `version` of the object predates its deletion, watched less than
@@ -321,6 +334,9 @@ where
                 return None;
             }
         }
+        if !remembered {
+            inner.tombstones.settle(&id);
+        }
         Some(inner.insert(self.index, obj, id))
     }
 
@@ -329,6 +345,10 @@ where
         let mut inner = self.inner.write().expect("cache lock");
         let old = std::mem::take(&mut inner.objects);
         inner.by_key.clear();
+        let now = Instant::now();
+        for id in old.keys().filter(|id| !fresh.contains_key(*id)) {
+            inner.tombstones.bury(id.clone(), UNSEEN, now);
+        }
         for (id, obj) in fresh {
             inner.insert(self.index, obj, id);
         }
@@ -487,6 +507,27 @@ mod tests {
         cache.remember(versioned("a", 10));
         cache.deleted(&versioned("a", 9));
         assert_eq!(cached_version(&cache, "a").as_deref(), Some("10"));
+    }
+
+    #[test]
+    fn an_object_gone_from_a_relist_is_not_brought_back_by_a_late_write() {
+        let cache = Cache::<ConfigMap>::new(by_label);
+        cache.remember(versioned("a", 5));
+        cache.remember(versioned("b", 5));
+        // The watch broke; meanwhile a write to a landed at 6 and a was deleted. The
+        // relist no longer has it, then the write's response arrives.
+        let fresh = HashMap::from([(id_of(&versioned("b", 5)), Arc::new(versioned("b", 5)))]);
+        cache.replace(fresh);
+        cache.remember(versioned("a", 6));
+        assert!(cache.get("demo", "a").is_none(), "no ghost after a relist");
+        cache.remember(versioned("b", 7));
+        assert_eq!(cached_version(&cache, "b").as_deref(), Some("7"));
+        // Created again, as the watch shows: this controller's writes count again.
+        assert!(cache
+            .insert_newer(Arc::new(versioned("a", 20)), false)
+            .is_some());
+        cache.remember(versioned("a", 21));
+        assert_eq!(cached_version(&cache, "a").as_deref(), Some("21"));
     }
 
     #[test]
