@@ -5,6 +5,8 @@
 //! - endpoint churn: pod readiness flips per second that reach every member
 //! - convergence of 10,000 exported services across 10 members, with the hub and the
 //!   agents as separate processes (the release binary), and their peak memory
+//! - the same with one member: what each member costs alone (on real clusters, each
+//!   member's API server and agent run on that member's own machines)
 //! - the write floor: the writes importing members need, sent with no controller, which
 //!   convergence on the same cores cannot beat
 //!
@@ -375,7 +377,11 @@ fn spawn(args: Vec<String>) -> std::process::Child {
 
 /// `services` exports made while no controller runs, then the hub and one agent per
 /// member started as processes: time until every member imports every service.
-async fn convergence(members: usize, services: usize) {
+///
+/// With one member (`restart` off), it is what one member costs on its own: the
+/// exporting member's API server and agent, and the hub, alone on the cores. On real
+/// clusters each member's API server and agent run on that member's own machines.
+async fn convergence(members: usize, services: usize, restart: bool) {
     let (dir, mut local) = up(members).await;
     local.controllers = None;
     workload(&local, 2).await;
@@ -474,7 +480,7 @@ async fn convergence(members: usize, services: usize) {
         agents_cpu / members as f64,
         elapsed.as_secs_f64() * cores as f64,
     );
-    if ok {
+    if ok && restart {
         hub_restart(
             &local,
             &tracker,
@@ -665,7 +671,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    // BENCH_ONLY=convergence (or propagation, churn) runs one part, e.g. under a profiler.
+    // BENCH_ONLY=convergence (or propagation, churn, member, floor) runs one part, e.g. under a profiler.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
     println!("multi-cluster services (2 cores shared by API servers, controllers and the timing watchers)");
@@ -678,7 +684,10 @@ async fn main() {
         churn(10, 10).await;
     }
     if run("convergence") {
-        convergence(10, services).await;
+        convergence(10, services, true).await;
+    }
+    if run("member") {
+        convergence(1, services, false).await;
     }
     if run("floor") {
         write_floor(10, services).await;

@@ -1270,9 +1270,11 @@ fn is_base64(text: &str) -> bool {
 }
 
 /// Compiled patterns, shared by all schemas: CRD patterns are few and reused
-/// on every write.
-fn cached_regex(pattern: &str) -> Result<Regex, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, String>>>> = OnceLock::new();
+/// on every write. Shared, not cloned: a cloned `Regex` starts with an empty search
+/// cache, which it then builds again on every write.
+fn cached_regex(pattern: &str) -> Result<Arc<Regex>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Result<Arc<Regex>, String>>>> =
+        OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -1284,7 +1286,9 @@ fn cached_regex(pattern: &str) -> Result<Regex, String> {
     if cache.len() >= 1024 {
         cache.clear();
     }
-    let compiled = Regex::new(pattern).map_err(|e| regex_error(&e));
+    let compiled = Regex::new(pattern)
+        .map(Arc::new)
+        .map_err(|e| regex_error(&e));
     cache.insert(pattern.to_string(), compiled.clone());
     compiled
 }
