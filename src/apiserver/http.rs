@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -51,7 +52,16 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (verb, resource, result) = dispatch(&app, req).await;
+    // A bug must cost one request a 500, as kube-apiserver's panic recovery does,
+    // not the client its connection.
+    let outcome = std::panic::AssertUnwindSafe(dispatch(&app, req))
+        .catch_unwind()
+        .await;
+    let (verb, resource, result) = outcome.unwrap_or_else(|_| {
+        tracing::error!(%method, %path, "panic while handling the request");
+        let e = ApiError::internal("the server panicked while handling the request");
+        ("other", String::new(), Err(e))
+    });
     let response = result.unwrap_or_else(IntoResponse::into_response);
     let code = response.status().as_u16();
     app.metrics

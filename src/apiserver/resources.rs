@@ -274,7 +274,9 @@ impl State {
                 let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| invalid(format!("json patch is invalid: {e}")))?;
                 let mut out = base;
-                json_patch::patch(&mut out, &ops).map_err(|e| {
+                // A failed patch's copy is dropped, so there is nothing to undo (and
+                // json-patch's undo of a move to the root panics).
+                json_patch::patch_unsafe(&mut out, &ops).map_err(|e| {
                     ApiError::invalid_field(
                         rt,
                         objects::name(current),
@@ -285,6 +287,16 @@ impl State {
                         ),
                     )
                 })?;
+                if !out.is_object() {
+                    // kube-apiserver cannot decode such a result into an object either.
+                    return Err(ApiError::invalid_field(
+                        rt,
+                        objects::name(current),
+                        "patch",
+                        "FieldValueInvalid",
+                        &format!("Invalid value: {out}: the patched document is not an object"),
+                    ));
+                }
                 Ok(out)
             }
             PatchKind::Strategic => {

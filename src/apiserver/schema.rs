@@ -1269,12 +1269,14 @@ fn is_base64(text: &str) -> bool {
     b.len() - body <= 2 && b[..body].iter().all(alphabet)
 }
 
+/// A pattern compiled, or why it does not compile.
+type Compiled = Result<Arc<Regex>, String>;
+
 /// Compiled patterns, shared by all schemas: CRD patterns are few and reused
 /// on every write. Shared, not cloned: a cloned `Regex` starts with an empty search
 /// cache, which it then builds again on every write.
-fn cached_regex(pattern: &str) -> Result<Arc<Regex>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<Arc<Regex>, String>>>> =
-        OnceLock::new();
+fn cached_regex(pattern: &str) -> Compiled {
+    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
