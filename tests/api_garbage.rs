@@ -6,133 +6,9 @@
 
 mod common;
 
+use common::garbage::{mutate, random_json_patch, rounds_and_rng, send, Rng};
 use common::TestServer;
 use serde_json::{json, Value};
-
-/// xorshift64*: enough randomness for mutations, and the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// A value of a random JSON type, with the edge cases validators trip on.
-fn random_value(rng: &mut Rng, depth: usize) -> Value {
-    match rng.below(if depth > 2 { 9 } else { 11 }) {
-        0 => Value::Null,
-        1 => json!(rng.below(2) == 0),
-        2 => json!(-1),
-        3 => json!(u64::MAX),
-        4 => json!(1.5e300),
-        5 => json!(""),
-        6 => json!("x".repeat(300)),
-        7 => json!("ünïcödé\u{0}\u{1f600}"),
-        8 => json!("80"),
-        9 => Value::Array(
-            (0..rng.below(3))
-                .map(|_| random_value(rng, depth + 1))
-                .collect(),
-        ),
-        _ => {
-            let mut map = serde_json::Map::new();
-            for i in 0..rng.below(3) {
-                map.insert(format!("k{i}"), random_value(rng, depth + 1));
-            }
-            Value::Object(map)
-        }
-    }
-}
-
-/// Every path to a node of `v`.
-fn paths(v: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-    out.push(at.clone());
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                at.push(k.clone());
-                paths(child, at, out);
-                at.pop();
-            }
-        }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                at.push(i.to_string());
-                paths(child, at, out);
-                at.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-fn node_mut<'a>(v: &'a mut Value, path: &[String]) -> &'a mut Value {
-    path.iter().fold(v, |v, k| match v {
-        Value::Object(map) => map.get_mut(k).expect("path exists"),
-        Value::Array(items) => &mut items[k.parse::<usize>().expect("index")],
-        _ => unreachable!("paths only descend into containers"),
-    })
-}
-
-/// One to three mutations; the name is kept so the request reaches its object.
-fn mutate(rng: &mut Rng, base: &Value) -> Value {
-    let mut v = base.clone();
-    for _ in 0..1 + rng.below(3) {
-        let mut all = Vec::new();
-        paths(&v, &mut Vec::new(), &mut all);
-        all.retain(|p| p.len() > 1 && !(p[0] == "metadata" && p[1] == "name"));
-        if all.is_empty() {
-            break;
-        }
-        let path = all[rng.below(all.len())].clone();
-        let (last, parent) = path.split_last().expect("non-empty");
-        match rng.below(3) {
-            0 => *node_mut(&mut v, &path) = random_value(rng, 0),
-            1 => match node_mut(&mut v, parent) {
-                Value::Object(map) => {
-                    map.remove(last);
-                }
-                Value::Array(items) => {
-                    items.remove(last.parse::<usize>().expect("index"));
-                }
-                _ => {}
-            },
-            _ => {
-                if let Value::Object(map) = node_mut(&mut v, parent) {
-                    map.insert(format!("extra{}", rng.below(3)), random_value(rng, 0));
-                }
-            }
-        }
-    }
-    v
-}
-
-/// A JSON patch of random operations on random paths, some of them nonsense.
-fn random_json_patch(rng: &mut Rng, base: &Value) -> Value {
-    let mut all = Vec::new();
-    paths(base, &mut Vec::new(), &mut all);
-    let ops = (0..1 + rng.below(3))
-        .map(|_| {
-            let path = all[rng.below(all.len())].clone();
-            let pointer = if rng.below(5) == 0 {
-                "/no/such/~2path/-".to_string()
-            } else {
-                path.iter().map(|p| format!("/{p}")).collect::<String>()
-            };
-            let op = ["add", "remove", "replace", "move", "copy", "test", "bogus"][rng.below(7)];
-            json!({"op": op, "path": pointer, "from": "/metadata/labels", "value": random_value(rng, 0)})
-        })
-        .collect();
-    Value::Array(ops)
-}
 
 struct Kind {
     collection: &'static str,
@@ -173,35 +49,6 @@ fn kinds() -> Vec<Kind> {
                          "sessionAffinity": "None"}}),
         },
     ]
-}
-
-async fn send(
-    t: &TestServer,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(serde_json::to_vec(body).unwrap())
-        .unwrap();
-    let resp = t
-        .client
-        .send(req.map(kube::client::Body::from))
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} {body}: no answer: {e}"));
-    let code = resp.status().as_u16();
-    if code == 200 && path.contains("watch=") {
-        return (code, Value::Null); // a stream: its start is the answer
-    }
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} {body}: body cut: {e}"))
-        .to_bytes();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// A query string of known parameters with values that are mostly wrong.
@@ -266,7 +113,7 @@ async fn garbage_queries(t: &TestServer, rng: &mut Rng, rounds: usize) {
         let path = format!("{}?{query}", kind.collection);
         let (code, answer) = tokio::time::timeout(
             std::time::Duration::from_secs(20),
-            send(t, method, &path, "application/json", &json!({})),
+            send(&t.client, method, &path, "application/json", &json!({})),
         )
         .await
         .unwrap_or_else(|_| panic!("{method} {path}: no answer in 20 s"));
@@ -279,10 +126,7 @@ async fn garbage_queries(t: &TestServer, rng: &mut Rng, rounds: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_objects_and_patches_get_clear_answers() {
-    let rounds: usize = std::env::var("GARBAGE_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let (rounds, mut rng) = rounds_and_rng(300, 0x5eed_1234_abcd_0001);
     let t = TestServer::start().await;
     for crd in [
         "multicluster.x-k8s.io_serviceexports.yaml",
@@ -290,11 +134,6 @@ async fn mutated_objects_and_patches_get_clear_answers() {
     ] {
         t.kubectl_ok(&["apply", "-f", common::upstream_crd(crd).to_str().unwrap()]);
     }
-    let seed = std::env::var("GARBAGE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_1234_abcd_0001);
-    let mut rng = Rng(seed);
     // What earlier runs found, replayed first: a patch whose result is not an object,
     // and a failing patch after a move to the root (json-patch's undo panicked).
     let service = "/api/v1/namespaces/default/services/web";
@@ -305,7 +144,7 @@ async fn mutated_objects_and_patches_get_clear_answers() {
                {"op": "replace", "path": "/spec/ports/0", "value": "x"}]),
     ];
     send(
-        &t,
+        &t.client,
         "POST",
         "/api/v1/namespaces/default/services",
         "application/json",
@@ -313,7 +152,7 @@ async fn mutated_objects_and_patches_get_clear_answers() {
     )
     .await;
     for patch in found {
-        let (code, answer) = send(&t, "PATCH", service, json_patch, &patch).await;
+        let (code, answer) = send(&t.client, "PATCH", service, json_patch, &patch).await;
         assert_eq!(code, 422, "{patch}: {answer}");
         assert_eq!(answer["reason"], "Invalid", "{patch}: {answer}");
     }
@@ -329,7 +168,7 @@ async fn mutated_objects_and_patches_get_clear_answers() {
         // The object exists about half the time, so patches meet both cases.
         if rng.below(2) == 0 {
             send(
-                &t,
+                &t.client,
                 "POST",
                 kind.collection,
                 "application/json",
@@ -337,7 +176,7 @@ async fn mutated_objects_and_patches_get_clear_answers() {
             )
             .await;
         } else {
-            send(&t, "DELETE", &item, "application/json", &json!({})).await;
+            send(&t.client, "DELETE", &item, "application/json", &json!({})).await;
         }
         let mutated = mutate(&mut rng, &kind.object);
         let (method, path, content_type, body) = match rng.below(6) {
@@ -373,7 +212,7 @@ async fn mutated_objects_and_patches_get_clear_answers() {
                 random_json_patch(&mut rng, &kind.object),
             ),
         };
-        let (code, answer) = send(&t, method, &path, content_type, &body).await;
+        let (code, answer) = send(&t.client, method, &path, content_type, &body).await;
         *answers.entry(code).or_default() += 1;
         assert!(code < 500, "{method} {path} {body}: {code} {answer}");
         if code >= 400 {
@@ -390,7 +229,7 @@ async fn mutated_objects_and_patches_get_clear_answers() {
     assert!(answers.keys().any(|c| *c < 300) && answers.keys().any(|c| *c >= 400));
     // Still serving, and what was stored reads back.
     let (code, list) = send(
-        &t,
+        &t.client,
         "GET",
         "/api/v1/namespaces/default/services",
         "application/json",

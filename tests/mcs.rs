@@ -1066,3 +1066,163 @@ async fn controllers_killed_mid_sync_converge_without_duplicates() {
         );
     }
 }
+
+/// An object as read, made a base for garbage: in namespace `junk`, named `name`, with
+/// what names the healthy service (`demo`, `web`) renamed too.
+fn junk_base(mut object: Value, name: &str) -> Value {
+    let meta = object["metadata"].take();
+    object["metadata"] = json!({"name": name, "labels": meta["labels"]});
+    if meta["namespace"]
+        .as_str()
+        .is_some_and(|ns| ns.starts_with("clusterset-"))
+    {
+        object["metadata"]["namespace"] = meta["namespace"].clone();
+    }
+    object.as_object_mut().unwrap().remove("status");
+    let text = object
+        .to_string()
+        .replace("\"demo\"", "\"junk\"")
+        .replace("\"web\"", &format!("\"{name}\""))
+        .replace("demo.web", &format!("junk.{name}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Garbage written at random wherever users (or an admin's hand on the hub) can write:
+/// exports, Services and EndpointSlices in the exporting member, ServiceImports in the
+/// importing one, export, import and endpoint records on the hub. Whatever the API
+/// servers accept, the controllers neither stop nor touch a healthy service: it keeps
+/// its import and endpoints, and a service exported afterwards still propagates.
+#[tokio::test(flavor = "multi_thread")]
+async fn random_garbage_never_touches_a_healthy_service() {
+    use common::garbage::{mutate, rounds_and_rng, send};
+    let set = Set::up(2, false).await;
+    set.namespace(&["member-1", "member-2"], "demo");
+    set.namespace(&["member-1", "member-2"], "junk");
+    set.workload("member-1", "demo", "web", 2, json!({}));
+    set.export("member-1", "demo", "web");
+    let healthy = |e: &[(String, String, bool)]| e.len() == 2 && e.iter().all(|x| x.2);
+    let before = set
+        .wait_endpoints("member-2", "demo", "web", "two ready", healthy)
+        .await;
+
+    // Bases: the healthy service's own objects, as each cluster holds them.
+    let read = |cluster: &str, args: &[&str]| -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&set.kubectl(cluster, &all)).unwrap()
+    };
+    let shared = clusterset::api::records::SHARED_NAMESPACE;
+    let slice = read(
+        "member-1",
+        &[
+            "-n",
+            "demo",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ],
+    )["items"][0]
+        .clone();
+    let sources: Vec<(&str, Value)> = vec![
+        (
+            "member-1",
+            read("member-1", &["-n", "demo", "service", "web"]),
+        ),
+        (
+            "member-1",
+            read("member-1", &["-n", "demo", "serviceexport", "web"]),
+        ),
+        ("member-1", slice),
+        (
+            "member-2",
+            read("member-2", &["-n", "demo", "serviceimport", "web"]),
+        ),
+        (
+            "hub",
+            read(
+                "hub",
+                &["-n", "clusterset-member-1", "exportrecord", "demo.web"],
+            ),
+        ),
+        (
+            "hub",
+            read("hub", &["-n", shared, "importrecord", "demo.web"]),
+        ),
+        (
+            "hub",
+            read("hub", &["-n", shared, "endpointrecords"])["items"][0].clone(),
+        ),
+    ];
+    for (cluster, source) in &sources {
+        assert!(
+            source["kind"].is_string(),
+            "{cluster}: no base object: {source}"
+        );
+    }
+    let (rounds, mut rng) = rounds_and_rng(200, 0x6a72_6261_6765_0001);
+    let mut accepted = 0;
+    for _ in 0..rounds {
+        let (cluster, source) = &sources[rng.below(sources.len())];
+        let name = ["a", "b"][rng.below(2)];
+        let base = junk_base(source.clone(), name);
+        let (api_version, plural) = (
+            base["apiVersion"].as_str().unwrap().to_string(),
+            format!("{}s", base["kind"].as_str().unwrap().to_lowercase()),
+        );
+        let ns = base["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("junk")
+            .to_string();
+        let prefix = if api_version == "v1" {
+            "/api".to_string()
+        } else {
+            "/apis".to_string()
+        };
+        let collection = format!("{prefix}/{api_version}/namespaces/{ns}/{plural}");
+        let body = if rng.below(4) == 0 {
+            base
+        } else {
+            mutate(&mut rng, &base)
+        };
+        let client = set.client(cluster);
+        let (method, path, content_type) = match rng.below(3) {
+            0 => ("POST", collection, "application/json"),
+            1 => (
+                "PATCH",
+                format!("{collection}/{name}"),
+                "application/merge-patch+json",
+            ),
+            _ => ("PUT", format!("{collection}/{name}"), "application/json"),
+        };
+        let (code, answer) = send(&client, method, &path, content_type, &body).await;
+        assert!(
+            code < 500,
+            "{cluster}: {method} {path} {body}: {code} {answer}"
+        );
+        accepted += usize::from(code < 300);
+    }
+    eprintln!("{accepted} of {rounds} garbage writes accepted");
+    assert!(
+        accepted > 0,
+        "some garbage must get through the API servers"
+    );
+
+    // The controllers still work: a service exported now is imported with its pod...
+    set.workload("member-2", "demo", "api", 1, json!({}));
+    set.export("member-2", "demo", "api");
+    set.wait_endpoints("member-1", "demo", "api", "one ready", |e| {
+        e.len() == 1 && e[0].2
+    })
+    .await;
+    // ...and the healthy one is as it was.
+    set.wait_endpoints("member-2", "demo", "web", "as before", |e| {
+        e == before.as_slice()
+    })
+    .await;
+    let web = set.import("member-2", "demo", "web").await.unwrap();
+    assert_eq!(clusters_of(&web), ["member-1"]);
+    assert_eq!(ready_condition(&web).map(|c| c.0), Some("True".into()));
+    set.export_condition("member-1", "demo", "web", "Valid", "True", "Valid")
+        .await;
+}

@@ -2,6 +2,8 @@
 //! for conditions with a deadline.
 #![allow(dead_code)]
 
+pub mod garbage;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
