@@ -378,9 +378,10 @@ fn spawn(args: Vec<String>) -> std::process::Child {
 /// `services` exports made while no controller runs, then the hub and one agent per
 /// member started as processes: time until every member imports every service.
 ///
-/// With one member (`restart` off), it is what one member costs on its own: the
-/// exporting member's API server and agent, and the hub, alone on the cores. On real
-/// clusters each member's API server and agent run on that member's own machines.
+/// With `restart`, the hub is then killed and started again at that size. With one
+/// member, this is what one member costs on its own: the exporting member's API server
+/// and agent, and the hub, alone on the cores. On real clusters each member's API
+/// server and agent run on that member's own machines.
 async fn convergence(members: usize, services: usize, restart: bool) {
     let (dir, mut local) = up(members).await;
     local.controllers = None;

@@ -111,12 +111,7 @@ async fn garbage_queries(t: &TestServer, rng: &mut Rng, rounds: usize) {
             query.push_str("&timeoutSeconds=1");
         }
         let path = format!("{}?{query}", kind.collection);
-        let (code, answer) = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            send(&t.client, method, &path, "application/json", &json!({})),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no answer in 20 s"));
+        let (code, answer) = send(&t.client, method, &path, "application/json", &json!({})).await;
         assert!(code < 500, "{method} {path}: {code} {answer}");
         if code >= 400 {
             assert_eq!(answer["kind"], "Status", "{method} {path}: {answer}");

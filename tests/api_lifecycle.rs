@@ -418,25 +418,39 @@ async fn deleting_a_crd_deletes_its_objects_and_its_api() {
     let t = TestServer::start().await;
     let crds = install_upstream_crds(&t).await;
     let api = service_imports(&t, "v1beta1");
-    let obj: DynamicObject = serde_json::from_value(
-        json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
-        "metadata": {"name": "web"}, "spec": {"type": "Headless", "ports": []}}),
-    )
-    .unwrap();
-    let created = api.create(&PostParams::default(), &obj).await.unwrap();
-    let rv = created.metadata.resource_version.clone().unwrap();
+    let mut rv = String::new();
+    for i in 0..150 {
+        let obj: DynamicObject = serde_json::from_value(
+            json!({"apiVersion": "multicluster.x-k8s.io/v1beta1", "kind": "ServiceImport",
+            "metadata": {"name": format!("web{i}")}, "spec": {"type": "Headless", "ports": []}}),
+        )
+        .unwrap();
+        let created = api.create(&PostParams::default(), &obj).await.unwrap();
+        rv = created.metadata.resource_version.clone().unwrap();
+    }
     let mut watch = api
         .watch(&WatchParams::default().timeout(60), &rv)
         .await
         .unwrap()
         .boxed();
+    // Other writes keep waking the watch while the CRD goes.
+    let busy = {
+        let configmaps: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+        tokio::spawn(async move {
+            for i in 0.. {
+                let _ = configmaps
+                    .create(&PostParams::default(), &cm(&format!("busy{i}"), json!({})))
+                    .await;
+            }
+        })
+    };
     crds.delete(
         "serviceimports.multicluster.x-k8s.io",
         &DeleteParams::default(),
     )
     .await
     .unwrap();
-    let e = api_error(api.get("web").await.unwrap_err());
+    let e = api_error(api.get("web0").await.unwrap_err());
     assert_eq!(e.code, 404);
     // A watcher sees every object go, then its watch ends, as kube-apiserver closes
     // the watches of a type it stops serving: informers relist and learn it is gone.
@@ -450,7 +464,11 @@ async fn deleting_a_crd_deletes_its_objects_and_its_api() {
         }
     })
     .await;
-    assert_eq!(seen, ["DELETED web"]);
+    busy.abort();
+    seen.sort();
+    let mut all: Vec<String> = (0..150).map(|i| format!("DELETED web{i}")).collect();
+    all.sort();
+    assert_eq!(seen, all);
     assert!(
         ended.is_ok(),
         "the watch stayed open after its CRD was deleted"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{raw, TestServer};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -539,33 +539,6 @@ async fn services_get_cluster_ips_from_the_service_cidr() {
     assert_eq!(kept.spec.unwrap().cluster_ip, Some(ip));
 }
 
-/// Raw requests for the errors typed clients cannot provoke.
-async fn raw(
-    t: &TestServer,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, Value) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(body)
-        .unwrap();
-    let resp = t
-        .client
-        .send(req.map(kube::client::Body::from))
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn bad_requests_get_status_errors() {
     let t = TestServer::start().await;
@@ -638,7 +611,7 @@ async fn bad_requests_get_status_errors() {
         ),
     ];
     for (method, path, ct, body, code, reason) in cases {
-        let (got, status) = raw(&t, method, &path, ct, body).await;
+        let (got, status) = raw(&t.client, method, &path, ct, body).await;
         assert_eq!(got, code, "{method} {path}: {status}");
         assert_eq!(status["kind"], "Status", "{method} {path}");
         assert_eq!(status["reason"], reason, "{method} {path}: {status}");
@@ -661,7 +634,7 @@ async fn strict_field_validation_names_unknown_fields() {
         br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{},"bogus":1}"#
             .to_vec();
     let (code, status) = raw(
-        &t,
+        &t.client,
         "POST",
         "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
         "application/json",
@@ -679,7 +652,7 @@ async fn strict_field_validation_names_unknown_fields() {
     let dup =
         br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","name":"y"}}"#.to_vec();
     let (code, status) = raw(
-        &t,
+        &t.client,
         "POST",
         "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
         "application/json",
@@ -696,7 +669,7 @@ async fn strict_field_validation_names_unknown_fields() {
     );
     // Without Strict, the field is dropped and the object stored.
     let (code, obj) = raw(
-        &t,
+        &t.client,
         "POST",
         "/api/v1/namespaces/default/configmaps?fieldValidation=Ignore",
         "application/json",

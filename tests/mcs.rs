@@ -1161,6 +1161,45 @@ async fn random_garbage_never_touches_a_healthy_service() {
         );
     }
     let (rounds, mut rng) = rounds_and_rng(200, 0x6a72_6261_6765_0001);
+    // Every object of the healthy service, by resourceVersion: none may be written.
+    let versions = || -> BTreeSet<String> {
+        let of = |cluster: &str, args: &[&str]| -> Vec<String> {
+            let listed = read(cluster, args);
+            let items = listed["items"].as_array().cloned().unwrap_or(vec![listed]);
+            items
+                .iter()
+                .map(|o| {
+                    let m = &o["metadata"];
+                    let field = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                    format!(
+                        "{cluster} {} {}/{} at {}",
+                        field(&o["kind"]),
+                        field(&m["namespace"]),
+                        field(&m["name"]),
+                        field(&m["resourceVersion"])
+                    )
+                })
+                .filter(|line| line.contains("demo"))
+                .collect()
+        };
+        let lists: [(&str, &[&str]); 6] = [
+            (
+                "member-1",
+                &["-n", "demo", "serviceexports,services,endpointslices"],
+            ),
+            (
+                "member-2",
+                &["-n", "demo", "serviceimports,services,endpointslices"],
+            ),
+            ("hub", &["-n", "clusterset-member-1", "exportrecords"]),
+            ("hub", &["-n", shared, "importrecords,endpointrecords"]),
+            ("member-1", &["-n", "demo", "serviceimports"]),
+            ("member-2", &["-n", "demo", "serviceexports"]),
+        ];
+        lists.iter().flat_map(|(c, args)| of(c, args)).collect()
+    };
+    let untouched = versions();
+    assert!(untouched.len() >= 10, "{untouched:#?}");
     let mut accepted = 0;
     for _ in 0..rounds {
         let (cluster, source) = &sources[rng.below(sources.len())];
@@ -1215,11 +1254,17 @@ async fn random_garbage_never_touches_a_healthy_service() {
         e.len() == 1 && e[0].2
     })
     .await;
-    // ...and the healthy one is as it was.
+    // ...and the healthy one is as it was: not one of its objects was written.
     set.wait_endpoints("member-2", "demo", "web", "as before", |e| {
         e == before.as_slice()
     })
     .await;
+    let now = versions();
+    let changed: Vec<&String> = untouched.difference(&now).collect();
+    assert!(
+        changed.is_empty(),
+        "written to or gone: {changed:?}\nnow: {now:#?}"
+    );
     let web = set.import("member-2", "demo", "web").await.unwrap();
     assert_eq!(clusters_of(&web), ["member-1"]);
     assert_eq!(ready_condition(&web).map(|c| c.0), Some("True".into()));

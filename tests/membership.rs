@@ -881,7 +881,8 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
     }
     let (east, west) = (&members[0], &members[1]);
     let hub_account = account_kubeconfig(&hub, "clusterset-system", "clusterset-hub");
-    let hub_probes = format!("127.0.0.1:{}", free_port());
+    let hub_port = free_port();
+    let hub_probes = format!("127.0.0.1:{hub_port}");
     let hub_args = [
         "hub",
         "--hub-kubeconfig",
@@ -962,20 +963,23 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
     })
     .await;
     // The hub's /metrics shows each push member's agent, labelled with its cluster.
-    let hub_port: u16 = hub_probes.rsplit(':').next().unwrap().parse().unwrap();
-    let hub_metrics = || probe(hub_port, "/metrics").unwrap().1;
+    let hub_metrics = || probe(hub_port, "/metrics").map(|(_, text)| text);
     let wanted = [
         "clusterset_agent_exports{cluster=\"east\"} 1",
         "clusterset_agent_exports{cluster=\"west\"} 0",
         "clusterset_agent_imports{cluster=\"east\"} 1",
         "clusterset_agent_imports{cluster=\"west\"} 1",
-        "clusterset_agent_propagation_seconds_count{cluster=\"west\"} 1",
     ];
+    let propagated = |metrics: &str| {
+        metrics.lines().any(|l| {
+            l.strip_prefix("clusterset_agent_propagation_seconds_count{cluster=\"west\"} ")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= 1)
+        })
+    };
     let shown = eventually("the push agents' metrics on the hub", WAIT, || async {
-        let metrics = hub_metrics();
-        wanted
-            .iter()
-            .all(|w| metrics.lines().any(|l| l == *w))
+        let metrics = hub_metrics()?;
+        (wanted.iter().all(|w| metrics.lines().any(|l| l == *w)) && propagated(&metrics))
             .then_some(metrics)
     });
     assert!(shown.await.contains("clusterset_hub_imports 1"));
@@ -1009,7 +1013,7 @@ async fn push_members_are_enrolled_heart_beat_and_leave_with_their_secret() {
     // what the hub imported into it is removed.
     hub.kubectl_ok(&["-n", "clusterset-system", "delete", "secret", "west"]);
     wait_enrolment_gone(&hub, "west").await;
-    let metrics = hub_metrics();
+    let metrics = hub_metrics().expect("the hub serves /metrics");
     assert!(
         !metrics.contains("cluster=\"west\"") && metrics.contains("cluster=\"east\""),
         "a departed member's agent leaves /metrics: {metrics}"

@@ -57,8 +57,13 @@ async fn handle(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
     let outcome = std::panic::AssertUnwindSafe(dispatch(&app, req))
         .catch_unwind()
         .await;
-    let (verb, resource, result) = outcome.unwrap_or_else(|_| {
-        tracing::error!(%method, %path, "panic while handling the request");
+    let (verb, resource, result) = outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%method, %path, panic = %what, "panic while handling the request");
         let e = ApiError::internal("the server panicked while handling the request");
         ("other", String::new(), Err(e))
     });

@@ -53,7 +53,7 @@ const BATCH: usize = 512;
 pub fn serve(app: Arc<App>, req: WatchRequest) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
-        app.metrics.watchers.inc();
+        let _counted = Counted::new(&app.metrics.watchers);
         let mut w = Watcher {
             gr: req.rt.gr(),
             req,
@@ -61,7 +61,6 @@ pub fn serve(app: Arc<App>, req: WatchRequest) -> Response {
             first_table: true,
         };
         w.run(&app).await;
-        app.metrics.watchers.dec();
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     (
@@ -73,6 +72,22 @@ pub fn serve(app: Arc<App>, req: WatchRequest) -> Response {
         body,
     )
         .into_response()
+}
+
+/// A watcher counted in the gauge for as long as it lives, however it ends.
+struct Counted(prometheus::IntGauge);
+
+impl Counted {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Counted(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 struct Watcher {
@@ -105,6 +120,9 @@ impl Watcher {
         }
         loop {
             changes.borrow_and_update();
+            // Asked before reading the history: a CRD's objects are deleted before its
+            // type stops being served, so a watch that ends has sent every deletion.
+            let served = self.still_served(app);
             match store.events_after(last, BATCH) {
                 Err(StoreError::Gone { requested, oldest }) => {
                     let _ = self.send_error(requested, oldest).await;
@@ -124,7 +142,7 @@ impl Watcher {
                     }
                 }
             }
-            if !self.still_served(app) {
+            if !served {
                 return;
             }
             tokio::select! {

@@ -302,7 +302,7 @@ impl Zone {
             .ok()
             .filter(|net| net.prefix_len() == net.max_prefix_len())
             .map(|net| net.addr());
-        let Some(targets) = ip.and_then(|ip| self.reverse.get(&ip)) else {
+        let Some((ip, targets)) = ip.and_then(|ip| Some((ip, self.reverse.get(&ip)?))) else {
             return Answer {
                 rcode: ResponseCode::Refused,
                 ..Answer::default()
@@ -323,7 +323,7 @@ impl Zone {
         } else {
             // NODATA, negatively cacheable with the SOA of the reverse zone the name
             // is in (clusterset.local's would be out of bailiwick there).
-            let arpa = if ip.is_some_and(|ip| ip.is_ipv4()) {
+            let arpa = if ip.is_ipv4() {
                 name(&["in-addr", "arpa"])
             } else {
                 name(&["ip6", "arpa"])

@@ -555,7 +555,7 @@ impl Push {
 struct MemberMetrics(Weak<Push>);
 
 impl prometheus::core::Collector for MemberMetrics {
-    /// None: an unchecked collector, as members come and go while the hub runs.
+    /// No descriptors: registered unchecked, as members come and go while the hub runs.
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         Vec::new()
     }
@@ -565,7 +565,11 @@ impl prometheus::core::Collector for MemberMetrics {
             return Vec::new();
         };
         let agents: Vec<Arc<Agent>> = {
-            let running = push.running.lock().expect("running lock");
+            // A scrape must not fail for a panic elsewhere.
+            let running = push
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             running.values().map(|r| r.agent.clone()).collect()
         };
         // The registry gathering this merges the families of the same name.
@@ -573,6 +577,9 @@ impl prometheus::core::Collector for MemberMetrics {
         for agent in agents {
             for mut family in agent.metrics.registry.gather() {
                 for metric in family.mut_metric() {
+                    if metric.get_label().iter().any(|l| l.name() == "cluster") {
+                        continue; // labelled by the agent itself: never two of a name
+                    }
                     let mut cluster = prometheus::proto::LabelPair::default();
                     cluster.set_name("cluster".into());
                     cluster.set_value(agent.cluster().into());

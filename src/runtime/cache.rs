@@ -71,7 +71,8 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
 
 /// The version of a deletion seen only as an object missing from a relist: the list
 /// does not tell when it went, so no remembered version of it is trusted until the
-/// watch shows the name again.
+/// watch (or a later relist) shows the name again. Meanwhile a re-creation by this
+/// controller is read from the watch, not from what it remembered of its write.
 const UNSEEN: u64 = u64::MAX;
 
 /// The resourceVersions at which objects were deleted, as the watch reported them.
@@ -92,9 +93,10 @@ impl Tombstones {
             if now.duration_since(*at) < TOMBSTONE_TTL {
                 break;
             }
-            let (_, old, v) = self.order.pop_front().expect("front exists");
-            // A later deletion of the same name has its own, newer entry.
-            if self.deleted.get(&old).is_some_and(|(d, _)| *d == v) {
+            let (at, old, v) = self.order.pop_front().expect("front exists");
+            // A later deletion of the same name has its own, newer entry (relist
+            // tombstones all have the version UNSEEN: their time tells them apart).
+            if self.deleted.get(&old) == Some(&(v, at)) {
                 self.deleted.remove(&old);
             }
         }
@@ -350,6 +352,7 @@ where
             inner.tombstones.bury(id.clone(), UNSEEN, now);
         }
         for (id, obj) in fresh {
+            inner.tombstones.settle(&id);
             inner.insert(self.index, obj, id);
         }
         // Every old version, not only the vanished ones: an object whose index key
@@ -528,6 +531,25 @@ mod tests {
             .is_some());
         cache.remember(versioned("a", 21));
         assert_eq!(cached_version(&cache, "a").as_deref(), Some("21"));
+        // Gone from one relist, back in the next: trusted again too.
+        let only_b = HashMap::from([(id_of(&versioned("b", 7)), Arc::new(versioned("b", 7)))]);
+        cache.replace(only_b.clone());
+        let mut both = only_b;
+        both.insert(id_of(&versioned("a", 30)), Arc::new(versioned("a", 30)));
+        cache.replace(both);
+        cache.remember(versioned("a", 31));
+        assert_eq!(cached_version(&cache, "a").as_deref(), Some("31"));
+    }
+
+    #[test]
+    fn an_expiring_relist_tombstone_leaves_a_newer_one_of_the_name() {
+        let mut t = Tombstones::default();
+        let a = ("demo".to_string(), "a".to_string());
+        let t0 = Instant::now();
+        t.bury(a.clone(), UNSEEN, t0);
+        t.bury(a.clone(), UNSEEN, t0 + Duration::from_secs(100));
+        t.bury(("x".into(), "y".into()), 1, t0 + TOMBSTONE_TTL);
+        assert!(t.buries(&a, 5, t0 + TOMBSTONE_TTL), "the later one stays");
     }
 
     #[test]

@@ -10,7 +10,8 @@ pub fn rounds_and_rng(rounds: usize, seed: u64) -> (usize, Rng) {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     (
         var("GARBAGE_ROUNDS").map_or(rounds, |r| r as usize),
-        Rng(var("GARBAGE_SEED").unwrap_or(seed)),
+        // xorshift never leaves 0.
+        Rng(var("GARBAGE_SEED").unwrap_or(seed) | 1),
     )
 }
 
@@ -93,7 +94,12 @@ pub fn mutate(rng: &mut Rng, base: &Value) -> Value {
     for _ in 0..1 + rng.below(3) {
         let mut all = Vec::new();
         paths(&v, &mut Vec::new(), &mut all);
-        all.retain(|p| p.len() > 1 && !(p[0] == "metadata" && p[1] == "name"));
+        // Anything but the name (and metadata itself), so requests reach their object.
+        all.retain(|p| match p.as_slice() {
+            [] => false,
+            [top] => top != "metadata",
+            [top, field, ..] => !(top == "metadata" && field == "name"),
+        });
         if all.is_empty() {
             break;
         }
@@ -147,14 +153,17 @@ pub fn random_json_patch(rng: &mut Rng, base: &Value) -> Value {
                 path.iter().map(|p| format!("/{p}")).collect::<String>()
             };
             let op = ["add", "remove", "replace", "move", "copy", "test", "bogus"][rng.below(7)];
-            json!({"op": op, "path": pointer, "from": "/metadata/labels", "value": random_value(rng, 0)})
+            let from = all[rng.below(all.len())]
+                .iter()
+                .map(|p| format!("/{p}"))
+                .collect::<String>();
+            json!({"op": op, "path": pointer, "from": from, "value": random_value(rng, 0)})
         })
         .collect();
     Value::Array(ops)
 }
 
-/// A raw request; its status code and body (Null when not JSON). A watch that starts
-/// answers with its status alone.
+/// A JSON document sent as a raw request (see [`super::raw`]).
 pub async fn send(
     client: &kube::Client,
     method: &str,
@@ -162,23 +171,6 @@ pub async fn send(
     content_type: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(serde_json::to_vec(body).unwrap())
-        .unwrap();
-    let resp = client
-        .send(req.map(kube::client::Body::from))
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} {body}: no answer: {e}"));
-    let code = resp.status().as_u16();
-    if code == 200 && path.contains("watch=") {
-        return (code, Value::Null); // a stream: its start is the answer
-    }
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} {body}: body cut: {e}"))
-        .to_bytes();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let body = serde_json::to_vec(body).unwrap();
+    super::raw(client, method, path, content_type, body).await
 }

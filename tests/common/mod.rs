@@ -226,3 +226,43 @@ pub fn free_port() -> u16 {
         .expect("an address")
         .port()
 }
+
+/// A raw request, for what typed clients cannot send: its status code and body (Null
+/// when not JSON). A watch that starts answers with its status alone. Panics when no
+/// answer comes within 30 s, or the connection drops.
+pub async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let what = format!("{method} {path} {}", String::from_utf8_lossy(&body));
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(body)
+        .unwrap();
+    let exchange = async {
+        let resp = client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+        let code = resp.status().as_u16();
+        if code == 200 && path.contains("watch=") {
+            return (code, serde_json::Value::Null);
+        }
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: body cut: {e}"))
+            .to_bytes();
+        (
+            code,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within 30 s"))
+}
