@@ -198,13 +198,13 @@ impl Watcher {
     /// kube-apiserver ends the watches of a custom resource whose CRD is deleted (or
     /// stops serving the watched version), after the deletion of every object.
     fn still_served(&self, app: &App) -> bool {
-        let rt = &self.req.rt;
-        rt.builtin
+        // Asked on every wake: the watcher's own GroupResource, no new one each time.
+        self.req.rt.builtin
             || app
                 .state
                 .registry
-                .lookup(&rt.group, &self.req.version, &rt.plural)
-                .is_some()
+                .get(&self.gr)
+                .is_some_and(|t| t.version(&self.req.version).is_some())
     }
 
     fn matches(&self, obj: &Value) -> bool {
