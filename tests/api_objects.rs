@@ -780,3 +780,39 @@ async fn statefulsets_and_custom_resources_scale() {
         .unwrap();
     assert_eq!(widgets.get("w").await.unwrap().data["spec"]["size"], 4);
 }
+
+/// An OpenAPI document under its current hash is immutable, as kube-apiserver serves
+/// it: kubectl keeps it in its cache. A stale hash is redirected to the current one.
+#[tokio::test]
+async fn openapi_documents_are_cached_under_their_hash() {
+    let t = TestServer::start().await;
+    let (code, root) = raw(&t.client, "GET", "/openapi/v3", "application/json", vec![]).await;
+    assert_eq!(code, 200);
+    let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = |uri: String| {
+        let req = http::Request::get(uri).body(Vec::new()).unwrap();
+        t.client.send(req.map(kube::client::Body::from))
+    };
+    let current = get(url.clone()).await.unwrap();
+    assert_eq!(current.status(), 200);
+    let headers = current.headers();
+    assert_eq!(headers["cache-control"], "public, immutable");
+    let hash = url.rsplit("hash=").next().unwrap();
+    assert_eq!(headers["etag"], format!("\"{hash}\""));
+    let stale = get("/openapi/v3/apis/apps/v1?hash=0123".into())
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 301);
+    assert_eq!(stale.headers()["location"], url.as_str());
+    // Without a hash the document is served, but not as immutable.
+    let plain = get("/openapi/v3/apis/apps/v1".into()).await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("cache-control").is_none());
+    let missing = get("/openapi/v3/apis/nothing.example.com/v1".into())
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

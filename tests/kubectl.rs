@@ -532,3 +532,94 @@ async fn imperative_create_commands_send_protobuf_and_work() {
     let out = t.kubectl_ok(&["get", "configmaps", "-A"]);
     assert!(!out.contains("settings"), "{out}");
 }
+
+const WIDGETS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A widget of the test.
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, description: How big the widget is.}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_describes_built_in_and_custom_kinds() {
+    let t = TestServer::start().await;
+    t.kubectl_ok(&["apply", "-f", upstream_crds_dir().to_str().unwrap()]);
+    t.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/serviceimports.multicluster.x-k8s.io",
+        "--timeout=10s",
+    ]);
+    // A built-in kind, through the schemas its fields refer to.
+    let out = t.kubectl_ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(out.contains("KIND:       Pod"), "{out}");
+    assert!(out.contains("FIELD: ports <[]ContainerPort>"), "{out}");
+    assert!(out.contains("containerPort\t<integer> -required-"), "{out}");
+    // A custom resource: its CRD's schema, and metadata as every kind has it.
+    let out = t.kubectl_ok(&["explain", "serviceimports.spec.ports"]);
+    assert!(out.contains("GROUP:      multicluster.x-k8s.io"), "{out}");
+    assert!(out.contains("KIND:       ServiceImport"), "{out}");
+    assert!(out.contains("appProtocol\t<string>"), "{out}");
+    let out = t.kubectl_ok(&["explain", "serviceexports.metadata.ownerReferences"]);
+    assert!(out.contains("<[]OwnerReference>"), "{out}");
+    assert!(out.contains("uid\t<string> -required-"), "{out}");
+    let out = t.kubectl(&["explain", "serviceimports.spec.bogus"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("field \"bogus\" does not exist"),
+        "{}",
+        out.stderr
+    );
+    // Every kind served, reviews included.
+    let resources = t.kubectl_ok(&["api-resources", "--no-headers"]);
+    for line in resources.lines() {
+        // NAME [SHORTNAMES] APIVERSION NAMESPACED KIND
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let (resource, api_version) = (columns[0], columns[columns.len() - 3]);
+        let out = t.kubectl(&["explain", resource, "--api-version", api_version]);
+        assert_eq!(out.code, 0, "explain {resource}: {}", out.stderr);
+        assert!(out.stdout.contains("FIELDS:"), "{resource}: {}", out.stdout);
+    }
+    // A changed CRD changes the document's hash: kubectl's cache does not hide it.
+    t.apply_yaml(WIDGETS, &[]);
+    t.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/widgets.example.com",
+        "--timeout=10s",
+    ]);
+    let out = t.kubectl_ok(&["explain", "widgets.spec"]);
+    assert!(out.contains("How big the widget is."), "{out}");
+    assert!(!out.contains("color"), "{out}");
+    let colored = WIDGETS.replace(
+        "              size:",
+        "              color: {type: string, description: Its colour.}\n              size:",
+    );
+    let out = t.apply_yaml(&colored, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    common::eventually(
+        "the new field in explain",
+        Duration::from_secs(10),
+        || async {
+            let out = t.kubectl_ok(&["explain", "widgets.spec"]);
+            out.contains("color\t<string>").then_some(())
+        },
+    )
+    .await;
+}

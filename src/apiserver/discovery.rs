@@ -1,15 +1,20 @@
 //! Discovery documents and OpenAPI v3, all derived from the registry.
 //!
 //! The OpenAPI documents carry one PATCH operation per kind with the
-//! `fieldValidation` parameter and no component schemas: that is what makes kubectl
-//! leave validation to this server (`fieldValidation=Strict`) and compute strategic
-//! merge patches from its own built-in types, which know every merge key.
+//! `fieldValidation` parameter and no strategic merge content type: that is what makes
+//! kubectl leave validation to this server (`fieldValidation=Strict`) and compute
+//! strategic merge patches from its own built-in types, which know every merge key.
+//! Their component schemas are what `kubectl explain` reads.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use super::registry::{Registry, ResourceType};
+use super::typed;
 
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
 
@@ -108,48 +113,141 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     )
 }
 
-/// `/openapi/v3`: one document per group version, each URL carrying a hash of the
-/// document so clients that cache by URL notice changes.
+/// `/openapi/v3`: one document per group version, each URL carrying a hash of what
+/// the document is made from, so clients that cache by URL notice changes.
 pub fn openapi_root(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
     for (group, versions) in registry.group_versions() {
         for v in versions {
-            let key = if group.is_empty() {
-                format!("api/{v}")
-            } else {
-                format!("apis/{group}/{v}")
-            };
-            let doc = openapi_document(registry, &group, &v);
-            let url = format!("/openapi/v3/{key}?hash={}", hash_of(&doc));
-            paths.insert(key, json!({"serverRelativeURL": url}));
+            let url = openapi_url(&group, &v, &openapi_hash(registry, &group, &v));
+            paths.insert(openapi_key(&group, &v), json!({"serverRelativeURL": url}));
         }
     }
     json!({"paths": paths})
 }
 
-fn hash_of(v: &Value) -> String {
+/// `api/v1`, `apis/apps/v1`: how the root names a group version's document.
+fn openapi_key(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// Where the document of `group`/`version` with this hash is served.
+pub fn openapi_url(group: &str, version: &str, hash: &str) -> String {
+    format!("/openapi/v3/{}?hash={hash}", openapi_key(group, version))
+}
+
+/// The hash of the current document of `group`/`version`: its URL in the root, and
+/// its ETag.
+pub fn openapi_hash(registry: &Registry, group: &str, version: &str) -> String {
+    fingerprint(&served(registry, group, version), version)
+}
+
+/// The types serving `group`/`version`.
+fn served(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
+    registry
+        .all()
+        .into_iter()
+        .filter(|t| t.group == group && t.version(version).is_some())
+        .collect()
+}
+
+/// A hash of everything a group version's document is built from: far cheaper than
+/// the document, whose built-in schemas run to hundreds of kilobytes.
+fn fingerprint(types: &[Arc<ResourceType>], version: &str) -> String {
     let mut h = DefaultHasher::new();
-    v.to_string().hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    for t in types {
+        (&t.kind, &t.plural, t.namespaced, t.builtin).hash(&mut h);
+        if let Some(schema) = t.version(version).and_then(|v| v.schema.as_deref()) {
+            schema.to_string().hash(&mut h);
+        }
+    }
     format!("{:016X}", h.finish())
 }
 
 pub fn openapi_document(registry: &Registry, group: &str, version: &str) -> Value {
-    let mut paths = serde_json::Map::new();
-    for t in registry
-        .all()
-        .into_iter()
-        .filter(|t| t.group == group && t.version(version).is_some())
-    {
-        paths.insert(
-            object_path(&t, version),
-            json!({"patch": patch_operation(&t, version)}),
-        );
-    }
+    let types = served(registry, group, version);
+    let paths: serde_json::Map<String, Value> = types
+        .iter()
+        .map(|t| {
+            let path = object_path(t, version);
+            (path, json!({"patch": patch_operation(t, version)}))
+        })
+        .collect();
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1)},
         "paths": paths,
+        "components": {"schemas": component_schemas(&types, version)},
     })
+}
+
+/// Each kind's schema, marked with its group, version and kind (how `kubectl explain`
+/// finds it), and every schema those refer to. Built-in kinds are described by their
+/// k8s-openapi types; a custom resource by its CRD's schema, with `apiVersion`, `kind`
+/// and `metadata` described as built-in kinds describe them, as kube-apiserver does.
+///
+/// No PATCH operation offers strategic merge, so `kubectl apply` does not compute
+/// patches from these schemas (they lack the patch merge keys): it keeps using the
+/// merge keys of its own built-in types.
+fn component_schemas(types: &[Arc<ResourceType>], version: &str) -> serde_json::Map<String, Value> {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
+    for t in types {
+        let name = if t.builtin {
+            let Some(reference) = typed::schema_ref(&t.group, &t.kind, &mut generator) else {
+                continue;
+            };
+            let reference = reference
+                .get("$ref")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            reference.rsplit('/').next().unwrap_or_default().to_string()
+        } else {
+            let Some(schema) = t.version(version).and_then(|v| v.schema.as_deref()) else {
+                continue;
+            };
+            let name = custom_schema_name(t, version);
+            let schema = with_shared_fields(schema, &mut generator);
+            generator.definitions_mut().insert(name.clone(), schema);
+            name
+        };
+        kinds.push((
+            name,
+            json!([{"group": t.group, "version": version, "kind": t.kind}]),
+        ));
+    }
+    let mut schemas = generator.take_definitions(true);
+    for (name, gvk) in kinds {
+        if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
+            schema.insert("x-kubernetes-group-version-kind".into(), gvk);
+        }
+    }
+    schemas
+}
+
+/// `io.x-k8s.multicluster.v1beta1.ServiceExport`: the group reversed, as kube-apiserver
+/// names a custom resource's schema.
+fn custom_schema_name(t: &ResourceType, version: &str) -> String {
+    let group: Vec<&str> = t.group.rsplit('.').collect();
+    format!("{}.{version}.{}", group.join("."), t.kind)
+}
+
+/// A CRD's schema with `apiVersion`, `kind` and `metadata` as a ConfigMap's schema
+/// has them: the standard descriptions, and metadata as the ObjectMeta schema.
+fn with_shared_fields(schema: &Value, generator: &mut SchemaGenerator) -> Value {
+    let shared = <ConfigMap as JsonSchema>::json_schema(generator);
+    let mut schema = schema.clone();
+    for field in ["apiVersion", "kind", "metadata"] {
+        if let Some(described) = shared.get("properties").and_then(|p| p.get(field)) {
+            schema["properties"][field] = described.clone();
+        }
+    }
+    schema
 }
 
 fn object_path(t: &ResourceType, version: &str) -> String {

@@ -93,7 +93,7 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Outcome {
         return ("other", String::new(), Err(e));
     }
     let Route::Resource(path) = route else {
-        return ("get", String::new(), serve_document(app, route));
+        return ("get", String::new(), serve_document(app, route, &query));
     };
     let resource = path.plural.clone();
     let verb = verb_of(req.method(), &path, &query);
@@ -114,7 +114,7 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Outcome {
 const WRITES: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 /// Everything that is not an object: version, health, metrics, discovery, OpenAPI.
-fn serve_document(app: &App, route: Route) -> ApiResult<Response> {
+fn serve_document(app: &App, route: Route, query: &Query) -> ApiResult<Response> {
     let registry = &app.state.registry;
     let doc = match route {
         Route::Version => Some(discovery::version()),
@@ -132,15 +132,58 @@ fn serve_document(app: &App, route: Route) -> ApiResult<Response> {
             discovery::resource_list(registry, &group, &version)
         }
         Route::OpenApiV3Root => Some(discovery::openapi_root(registry)),
-        Route::OpenApiV3 { group, version } => registry
-            .group_versions()
-            .iter()
-            .any(|(g, vs)| *g == group && vs.contains(&version))
-            .then(|| discovery::openapi_document(registry, &group, &version)),
+        Route::OpenApiV3 { group, version } => {
+            return openapi_v3(registry, &group, &version, query.get("hash"))
+        }
         Route::OpenApiV2 | Route::Unknown | Route::Resource(_) => None,
     };
     doc.map(|d| json_response(StatusCode::OK, &d))
         .ok_or_else(ApiError::not_found_path)
+}
+
+/// One group version's OpenAPI document, cacheable as kube-apiserver makes it: under
+/// its current hash it never changes (kubectl keeps it), and a stale hash is
+/// redirected to the current one.
+fn openapi_v3(
+    registry: &super::registry::Registry,
+    group: &str,
+    version: &str,
+    asked: Option<&String>,
+) -> ApiResult<Response> {
+    let served = registry
+        .group_versions()
+        .iter()
+        .any(|(g, vs)| g == group && vs.iter().any(|v| v == version));
+    if !served {
+        return Err(ApiError::not_found_path());
+    }
+    let hash = discovery::openapi_hash(registry, group, version);
+    if asked.is_some_and(|asked| *asked != hash) {
+        let current = discovery::openapi_url(group, version, &hash);
+        return Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, current)]).into_response());
+    }
+    let document = discovery::openapi_document(registry, group, version);
+    let mut response = json_response(StatusCode::OK, &document);
+    let headers = response.headers_mut();
+    let etag = format!("\"{hash}\"")
+        .parse()
+        .expect("a hex hash is a valid header");
+    headers.insert(header::ETAG, etag);
+    if asked.is_some() {
+        let a_year = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(365 * 24);
+        let expires = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&a_year)
+            .unwrap_or_default();
+        headers.insert(
+            header::CACHE_CONTROL,
+            "public, immutable".parse().expect("a valid header"),
+        );
+        headers.insert(header::VARY, "Accept".parse().expect("a valid header"));
+        if let Ok(expires) = expires.parse() {
+            headers.insert(header::EXPIRES, expires);
+        }
+    }
+    Ok(response)
 }
 
 /// Authenticates the request and asks RBAC whether its user may make it; the user.

@@ -2,8 +2,11 @@
 //! into Go structs: wrong types are refused, unknown fields are dropped (and reported,
 //! for `fieldValidation=Strict`), and what is stored is what the type can hold.
 
-use k8s_openapi::api::{apps, coordination, core, discovery, events, rbac};
+use k8s_openapi::api::{
+    apps, authentication, authorization, coordination, core, discovery, events, rbac,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
+use schemars::{Schema, SchemaGenerator};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -11,6 +14,40 @@ use serde_json::Value;
 pub struct Decoded {
     pub object: Value,
     pub unknown: Vec<String>,
+}
+
+/// Runs `$then!` on every built-in kind with its k8s-openapi type: the one list that
+/// decoding and the published schemas share. (Reviews are never decoded here: they
+/// are answered, not stored.)
+macro_rules! with_builtin_types {
+    ($then:ident) => {
+        $then! {
+            "", "Namespace" => core::v1::Namespace;
+            "", "Service" => core::v1::Service;
+            "", "Pod" => core::v1::Pod;
+            "", "Node" => core::v1::Node;
+            "", "ConfigMap" => core::v1::ConfigMap;
+            "", "Secret" => core::v1::Secret;
+            "", "ServiceAccount" => core::v1::ServiceAccount;
+            "", "Endpoints" => core::v1::Endpoints;
+            "", "Event" => core::v1::Event;
+            "", "ResourceQuota" => core::v1::ResourceQuota;
+            "", "LimitRange" => core::v1::LimitRange;
+            "events.k8s.io", "Event" => events::v1::Event;
+            "apps", "Deployment" => apps::v1::Deployment;
+            "apps", "StatefulSet" => apps::v1::StatefulSet;
+            "apps", "ReplicaSet" => apps::v1::ReplicaSet;
+            "discovery.k8s.io", "EndpointSlice" => discovery::v1::EndpointSlice;
+            "coordination.k8s.io", "Lease" => coordination::v1::Lease;
+            "rbac.authorization.k8s.io", "Role" => rbac::v1::Role;
+            "rbac.authorization.k8s.io", "ClusterRole" => rbac::v1::ClusterRole;
+            "rbac.authorization.k8s.io", "RoleBinding" => rbac::v1::RoleBinding;
+            "rbac.authorization.k8s.io", "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding;
+            "apiextensions.k8s.io", "CustomResourceDefinition" => apiext::CustomResourceDefinition;
+            "authorization.k8s.io", "SelfSubjectAccessReview" => authorization::v1::SelfSubjectAccessReview;
+            "authentication.k8s.io", "SelfSubjectReview" => authentication::v1::SelfSubjectReview;
+        }
+    };
 }
 
 /// Decodes `obj` as the built-in `group`/`kind`. `None` for kinds without a typed
@@ -24,30 +61,21 @@ pub fn decode(group: &str, kind: &str, obj: &Value) -> Option<Result<Decoded, St
             }
         };
     }
-    typed! {
-        "", "Namespace" => core::v1::Namespace;
-        "", "Service" => core::v1::Service;
-        "", "Pod" => core::v1::Pod;
-        "", "Node" => core::v1::Node;
-        "", "ConfigMap" => core::v1::ConfigMap;
-        "", "Secret" => core::v1::Secret;
-        "", "ServiceAccount" => core::v1::ServiceAccount;
-        "", "Endpoints" => core::v1::Endpoints;
-        "", "Event" => core::v1::Event;
-        "", "ResourceQuota" => core::v1::ResourceQuota;
-        "", "LimitRange" => core::v1::LimitRange;
-        "events.k8s.io", "Event" => events::v1::Event;
-        "apps", "Deployment" => apps::v1::Deployment;
-        "apps", "StatefulSet" => apps::v1::StatefulSet;
-        "apps", "ReplicaSet" => apps::v1::ReplicaSet;
-        "discovery.k8s.io", "EndpointSlice" => discovery::v1::EndpointSlice;
-        "coordination.k8s.io", "Lease" => coordination::v1::Lease;
-        "rbac.authorization.k8s.io", "Role" => rbac::v1::Role;
-        "rbac.authorization.k8s.io", "ClusterRole" => rbac::v1::ClusterRole;
-        "rbac.authorization.k8s.io", "RoleBinding" => rbac::v1::RoleBinding;
-        "rbac.authorization.k8s.io", "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding;
-        "apiextensions.k8s.io", "CustomResourceDefinition" => apiext::CustomResourceDefinition;
+    with_builtin_types!(typed)
+}
+
+/// The schema of the built-in `group`/`kind` as a `$ref` into `generator`'s
+/// definitions, where it and every schema it uses are added. `None` as for [`decode`].
+pub fn schema_ref(group: &str, kind: &str, generator: &mut SchemaGenerator) -> Option<Schema> {
+    macro_rules! schema {
+        ($($g:literal, $k:literal => $t:ty;)*) => {
+            match (group, kind) {
+                $(($g, $k) => Some(generator.subschema_for::<$t>()),)*
+                _ => None,
+            }
+        };
     }
+    with_builtin_types!(schema)
 }
 
 fn roundtrip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Decoded, String> {
