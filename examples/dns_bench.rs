@@ -205,7 +205,6 @@ async fn export_to_answer(m1: &kube::Client, dns: &Dns, n: usize) {
             let answered = !dns
                 .zone
                 .read()
-                .unwrap()
                 .resolve(&qname, hickory_proto::rr::RecordType::A)
                 .answers
                 .is_empty();
@@ -362,7 +361,7 @@ async fn main() {
     let started = Instant::now();
     loop {
         let loaded = {
-            let zone = dns.zone.read().unwrap();
+            let zone = dns.zone.read();
             zone.services() == services + 2 && zone.endpoints() >= 3 * services + 40
         };
         if loaded {
@@ -374,7 +373,7 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let zone_text = dns.zone.read().unwrap().master_file();
+    let zone_text = dns.zone.read().master_file();
     let endpoint_names: Vec<String> = zone_text
         .lines()
         .filter(|l| l.contains(".member-1.headless.") && l.contains(" IN A "))

@@ -12,14 +12,14 @@ use super::registry::ResourceType;
 
 /// Defaults and validates `obj` (the new state; `old` on updates) of a built-in kind.
 pub fn admit(
-    alloc: &std::sync::Mutex<Allocator>,
+    alloc: &parking_lot::Mutex<Allocator>,
     rt: &ResourceType,
     old: Option<&Value>,
     obj: &mut Value,
 ) -> ApiResult<()> {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => default_namespace(obj),
-        ("", "Service") => admit_service(&mut alloc.lock().unwrap(), rt, old, obj)?,
+        ("", "Service") => admit_service(&mut alloc.lock(), rt, old, obj)?,
         ("", "Pod") => default_pod(obj, old.is_none()),
         ("", "Secret") => default_secret(obj),
         ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") => admit_workload(rt, obj)?,
@@ -36,13 +36,13 @@ pub fn holds_allocations(rt: &ResourceType) -> bool {
 /// Gives back what a Service held that its new state (None once deleted) no longer
 /// holds: ClusterIPs and NodePorts.
 pub fn release(
-    alloc: &std::sync::Mutex<Allocator>,
+    alloc: &parking_lot::Mutex<Allocator>,
     rt: &ResourceType,
     old: &Value,
     new: Option<&Value>,
 ) {
     if holds_allocations(rt) {
-        let mut alloc = alloc.lock().unwrap();
+        let mut alloc = alloc.lock();
         let (old_ips, old_ports) = held(old);
         let (new_ips, new_ports) = new.map(held).unwrap_or_default();
         old_ips

@@ -5,10 +5,11 @@
 //! while the ServiceAccount they name exists with the same uid.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use base64::Engine;
 use http::HeaderMap;
+use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use super::controllers::Follower;
@@ -124,13 +125,13 @@ impl Auth {
 
     /// Whether RBAC allows the request, with the authorizer's reason.
     pub fn decide(&self, user: &UserInfo, attrs: &Attributes) -> (bool, String) {
-        let decision = self.policy.read().unwrap().authorize(user, attrs);
+        let decision = self.policy.read().authorize(user, attrs);
         (decision.allowed, decision.reason)
     }
 
     /// 403 unless the user's RBAC bindings allow the request.
     pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> ApiResult<()> {
-        let policy = self.policy.read().unwrap().clone();
+        let policy = self.policy.read().clone();
         let decision = policy.authorize(user, attrs);
         if decision.allowed {
             return Ok(());
@@ -157,7 +158,7 @@ impl Auth {
                     .map(|(_, s)| s.value()),
             );
         }
-        *self.policy.write().unwrap() = Arc::new(Policy::from_objects(&objects));
+        *self.policy.write() = Arc::new(Policy::from_objects(&objects));
     }
 }
 

@@ -669,7 +669,7 @@ fn rv_at(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     fn record(rv: u64, name: &str, kind: RecordKind) -> Record {
         Record {
@@ -697,7 +697,7 @@ mod tests {
     /// Writes one change under a lock, as the store does, so resourceVersions are
     /// appended in order, and returns its Durable.
     fn append_next(journal: &Journal, rv: &Mutex<u64>, name: &str) -> (u64, Durable) {
-        let mut rv = rv.lock().unwrap();
+        let mut rv = rv.lock();
         *rv += 1;
         let durable = journal.append(record(*rv, name, RecordKind::Added));
         (*rv, durable)
@@ -812,7 +812,7 @@ mod tests {
                     for i in 0..50 {
                         let (rv, durable) = append_next(journal, rv, &format!("t{t}-{i}"));
                         durable.wait_blocking().unwrap();
-                        acked.lock().unwrap().push(rv);
+                        acked.lock().push(rv);
                     }
                 });
             }
@@ -824,7 +824,7 @@ mod tests {
         assert_eq!(recovered.objects.len(), 800);
         let mut rvs: Vec<_> = recovered.objects.iter().map(|o| o.rv).collect();
         rvs.sort();
-        let mut acked = acked.into_inner().unwrap();
+        let mut acked = acked.into_inner();
         acked.sort();
         assert_eq!(rvs, acked);
         assert!(recovered.events.windows(2).all(|w| w[0].rv < w[1].rv));
@@ -1134,7 +1134,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..per_writer {
                         let durable = {
-                            let mut rv = rv.lock().unwrap();
+                            let mut rv = rv.lock();
                             *rv += 1;
                             let mut r = record(*rv, &format!("t{t}-{i}"), RecordKind::Added);
                             r.object = object.clone();

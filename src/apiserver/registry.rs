@@ -3,8 +3,9 @@
 //! output and validation are all derived from these descriptions.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::store::GroupResource;
@@ -111,15 +112,15 @@ impl Registry {
     }
 
     pub fn insert(&self, t: ResourceType) {
-        self.types.write().unwrap().insert(t.gr(), Arc::new(t));
+        self.types.write().insert(t.gr(), Arc::new(t));
     }
 
     pub fn remove(&self, gr: &GroupResource) {
-        self.types.write().unwrap().remove(gr);
+        self.types.write().remove(gr);
     }
 
     pub fn get(&self, gr: &GroupResource) -> Option<Arc<ResourceType>> {
-        self.types.read().unwrap().get(gr).cloned()
+        self.types.read().get(gr).cloned()
     }
 
     /// The type served at `/apis/<group>/<version>/<plural>`.
@@ -129,7 +130,7 @@ impl Registry {
     }
 
     pub fn find_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceType>> {
-        let types = self.types.read().unwrap();
+        let types = self.types.read();
         types
             .values()
             .find(|t| t.group == group && t.kind == kind)
@@ -138,7 +139,7 @@ impl Registry {
 
     /// Every type, sorted by group then plural so discovery output is stable.
     pub fn all(&self) -> Vec<Arc<ResourceType>> {
-        let mut all: Vec<_> = self.types.read().unwrap().values().cloned().collect();
+        let mut all: Vec<_> = self.types.read().values().cloned().collect();
         all.sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
         all
     }

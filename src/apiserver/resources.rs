@@ -2,8 +2,9 @@
 //! kube-apiserver applies between a decoded request and the store. The HTTP layer and
 //! the in-server controllers both go through here.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, ApiResult, Cause};
@@ -99,7 +100,7 @@ impl State {
             self.registry.insert(crd::resource_type(&stored.value()));
         }
         let services = GroupResource::new("", "services");
-        let mut alloc = self.alloc.lock().unwrap();
+        let mut alloc = self.alloc.lock();
         for (_, stored) in self.store.list(&services, None, None).1 {
             admission::claim_held(&mut alloc, &stored.value());
         }

@@ -18,8 +18,9 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
@@ -1277,10 +1278,7 @@ type Compiled = Result<Arc<Regex>, String>;
 /// cache, which it then builds again on every write.
 fn cached_regex(pattern: &str) -> Compiled {
     static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut cache = CACHE.get_or_init(Default::default).lock();
     if let Some(hit) = cache.get(pattern) {
         return hit.clone();
     }

@@ -1,11 +1,12 @@
 //! Starting and stopping one API server, in-process or as `clusterset apiserver`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -150,7 +151,7 @@ impl ApiServer {
             acceptor,
             self.serving.subscribe(),
         ));
-        *self.listener.lock().unwrap() = Some(task);
+        *self.listener.lock() = Some(task);
         Ok(())
     }
 
@@ -158,7 +159,7 @@ impl ApiServer {
     /// connections and watches end. The objects stay, for [`ApiServer::resume_serving`].
     pub async fn stop_serving(&self) {
         self.serving.send_replace(true);
-        let task = self.listener.lock().unwrap().take();
+        let task = self.listener.lock().take();
         if let Some(task) = task {
             let _ = task.await;
         }
@@ -166,7 +167,7 @@ impl ApiServer {
 
     /// Serves again on the same address.
     pub async fn resume_serving(&self) -> anyhow::Result<()> {
-        if self.listener.lock().unwrap().is_some() {
+        if self.listener.lock().is_some() {
             return Ok(());
         }
         let listener = TcpListener::bind(self.addr)
@@ -176,7 +177,7 @@ impl ApiServer {
     }
 
     pub fn is_serving(&self) -> bool {
-        self.listener.lock().unwrap().is_some()
+        self.listener.lock().is_some()
     }
 
     pub fn url(&self) -> String {

@@ -6,8 +6,9 @@
 //! copying, and bytes cost a fraction of a `serde_json::Value`'s memory.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::journal::{Durable, Journal, JournalError, Record, Recovered};
@@ -162,7 +163,7 @@ struct Durability {
     pending: std::sync::mpsc::Sender<(u64, Durable)>,
     /// The highest resourceVersion known to be on disk.
     durable: tokio::sync::watch::Sender<u64>,
-    failure: Arc<std::sync::Mutex<Option<JournalError>>>,
+    failure: Arc<parking_lot::Mutex<Option<JournalError>>>,
 }
 
 impl Store {
@@ -194,7 +195,7 @@ impl Store {
     }
 
     fn recover(&mut self, recovered: Recovered) -> Result<(), JournalError> {
-        let inner = self.inner.get_mut().unwrap();
+        let inner = self.inner.get_mut();
         inner.rv = recovered.rv.max(1);
         for o in recovered.objects {
             serde_json::from_slice::<Value>(&o.object).map_err(|e| {
@@ -242,20 +243,20 @@ impl Store {
         let mut durable = d.durable.subscribe();
         let failure = d.failure.clone();
         let _ = durable
-            .wait_for(|done| *done >= rv || failure.lock().unwrap().is_some())
+            .wait_for(|done| *done >= rv || failure.lock().is_some())
             .await;
-        match d.failure.lock().unwrap().clone() {
+        match d.failure.lock().clone() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
     pub fn current_rv(&self) -> u64 {
-        self.inner.read().unwrap().rv
+        self.inner.read().rv
     }
 
     pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Stored> {
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         inner
             .objects
             .get(gr)?
@@ -273,7 +274,7 @@ impl Store {
         start_after: Option<&ObjectKey>,
     ) -> (u64, Vec<(ObjectKey, Stored)>) {
         use std::ops::Bound;
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         let Some(map) = inner.objects.get(gr) else {
             return (inner.rv, Vec::new());
         };
@@ -294,7 +295,7 @@ impl Store {
 
     /// Namespaces that hold at least one object of any resource, with the resources.
     pub fn resources_in_namespace(&self, ns: &str) -> Vec<GroupResource> {
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         let prefix = join_key(ns, "");
         inner
             .objects
@@ -310,7 +311,7 @@ impl Store {
     }
 
     pub fn resources(&self) -> Vec<GroupResource> {
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         inner.objects.keys().cloned().collect()
     }
 
@@ -325,7 +326,7 @@ impl Store {
         expected_rv: Option<u64>,
         write: Write,
     ) -> Result<Committed, StoreError> {
-        let mut inner = self.inner.write().unwrap();
+        let mut inner = self.inner.write();
         let key = join_key(ns, name);
         let existing = inner
             .objects
@@ -392,7 +393,7 @@ impl Store {
 
     /// Events with a resourceVersion above `rv`, at most `max` of them.
     pub fn events_after(&self, rv: u64, max: usize) -> Result<Vec<Arc<Event>>, StoreError> {
-        let inner = self.inner.read().unwrap();
+        let inner = self.inner.read();
         if rv < inner.oldest_resumable {
             return Err(StoreError::Gone {
                 requested: rv,
@@ -419,7 +420,7 @@ impl Durability {
     fn start(journal: Journal, rv: u64) -> Self {
         let (pending, queue) = std::sync::mpsc::channel::<(u64, Durable)>();
         let (durable, _) = tokio::sync::watch::channel(rv);
-        let failure = Arc::new(std::sync::Mutex::new(None));
+        let failure = Arc::new(parking_lot::Mutex::new(None));
         let (tx, failed) = (durable.clone(), failure.clone());
         // Journal commits complete in order, so one thread can publish the
         // highest durable version for every waiting request.
@@ -433,7 +434,7 @@ impl Durability {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "the journal failed; writes can no longer be made durable");
-                            *failed.lock().unwrap() = Some(e);
+                            *failed.lock() = Some(e);
                             tx.send_replace(u64::MAX);
                             return;
                         }
@@ -505,6 +506,22 @@ mod tests {
         assert_eq!(stale.unwrap_err(), StoreError::Conflict);
         let dup = store.write(&gr, "a", "x", None, Write::Create(cm("x")));
         assert_eq!(dup.unwrap_err(), StoreError::AlreadyExists);
+    }
+
+    /// A request handler that panics while it holds the store has its panic caught
+    /// (the request gets a 500): every later request must still be served.
+    #[test]
+    fn a_panic_while_holding_the_store_does_not_stop_it() {
+        let store = Store::new(100);
+        let gr = GroupResource::new("", "configmaps");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = store.inner.write();
+            panic!("a bug in a handler");
+        }));
+        assert!(panicked.is_err());
+        let created = store.write(&gr, "a", "x", None, Write::Create(cm("x")));
+        assert_eq!(created.unwrap().stored.rv, 2);
+        assert_eq!(store.list(&gr, None, None).1.len(), 1);
     }
 
     #[test]

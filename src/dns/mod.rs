@@ -12,7 +12,9 @@ pub mod wire;
 pub mod zone;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 pub use server::{DnsMetrics, DnsServer};
 pub use zone::Zone;

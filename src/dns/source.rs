@@ -4,12 +4,13 @@
 //! arrives).
 
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher;
 use kube::Client;
+use parking_lot::RwLock;
 
 use super::server::DnsMetrics;
 use super::zone::{Endpoint, Kind, Port, Service, Zone};
@@ -89,10 +90,7 @@ impl Source {
             .imports
             .get(&key.namespace, &key.name)
             .map(|si| service(&si, &self.slices.by_key(key)));
-        let mut zone = self
-            .zone
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut zone = self.zone.write();
         zone.set(&key.namespace, &key.name, service);
         self.metrics.services.set(zone.services() as i64);
         self.metrics.endpoints.set(zone.endpoints() as i64);

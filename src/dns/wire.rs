@@ -29,7 +29,7 @@ pub struct Reply {
 /// Answers one request. `None` means drop it: too short to carry a header, or a
 /// response (answering those lets two servers loop).
 pub fn respond(
-    zone: &std::sync::RwLock<Zone>,
+    zone: &parking_lot::RwLock<Zone>,
     request: &[u8],
     transport: Transport,
 ) -> Option<Reply> {
@@ -73,7 +73,6 @@ pub fn respond(
         .read()
         // A writer that panicked leaves the zone as it was before or after one
         // service's change: still worth answering from.
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .resolve(question.name(), question.query_type());
     response.metadata.authoritative = answer.authoritative;
     response.answers = answer.answers;
@@ -148,8 +147,8 @@ fn header_only(request: &[u8], rcode: ResponseCode) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use parking_lot::RwLock;
     use std::net::IpAddr;
-    use std::sync::RwLock;
 
     use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
     use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -504,7 +503,7 @@ mod tests {
             ports: vec![port("pg", 5432)],
             endpoints,
         };
-        z.write().unwrap().set("demo", name, Some(service));
+        z.write().set("demo", name, Some(service));
         z
     }
 
@@ -577,7 +576,7 @@ mod tests {
     #[test]
     fn an_unexported_service_is_gone_at_once() {
         let z = zone();
-        z.write().unwrap().set("demo", "web", None);
+        z.write().set("demo", "web", None);
         let m = ask(
             &z,
             &query("web.demo.svc.clusterset.local.", RecordType::A),
@@ -609,7 +608,7 @@ mod tests {
         let z = zone();
         let mut v6 = endpoint("us.east", Some("db-9"), "fd00::9", true);
         v6.ports.push(port("pg", 5432));
-        z.write().unwrap().set(
+        z.write().set(
             "demo",
             "dual",
             Some(Service {
@@ -673,7 +672,7 @@ mod tests {
 
     #[test]
     fn the_master_file_lists_what_is_answered() {
-        let text = zone().read().unwrap().master_file();
+        let text = zone().read().master_file();
         for line in [
             "dns-version.clusterset.local. 3600 IN TXT 1.0.0",
             "web.demo.svc.clusterset.local. 5 IN A 10.96.0.10",

@@ -5,11 +5,12 @@
 //! export left, it deletes them.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use parking_lot::Mutex;
 use serde_json::json;
 
 use super::conditions::{condition, unchanged};
@@ -146,7 +147,7 @@ impl Hub {
             this.endpoints.wait_synced().await;
             this.withdrawals.wait_synced().await;
             if let Some(vips) = &this.vips {
-                let mut vips = vips.lock().expect("vips lock");
+                let mut vips = vips.lock();
                 for import in this.imports.all() {
                     if let Some(key) = import_key(&import) {
                         vips.restore(&key, &import.spec.ips);
@@ -284,7 +285,7 @@ impl Hub {
         let Some(vips) = &self.vips else {
             return Vec::new();
         };
-        let mut vips = vips.lock().expect("vips lock");
+        let mut vips = vips.lock();
         if import.type_ != merge::ImportType::ClusterSetIP {
             vips.release(key);
             return Vec::new();
@@ -314,7 +315,7 @@ impl Hub {
                 .await?;
         }
         if let Some(vips) = &self.vips {
-            vips.lock().expect("vips lock").release(key);
+            vips.lock().release(key);
         }
         Ok(())
     }
@@ -376,7 +377,7 @@ impl Hub {
             .and_then(|d| d.verdicts.values().find(|v| v.conflict))
             .map(|v| v.reason.split(',').map(str::to_string).collect())
             .unwrap_or_default();
-        let mut map = self.conflicts.lock().expect("conflicts lock");
+        let mut map = self.conflicts.lock();
         let old = if reasons.is_empty() {
             map.remove(key).unwrap_or_default()
         } else {

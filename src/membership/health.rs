@@ -10,13 +10,14 @@
 //! cannot churn the imports faster than that.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -68,15 +69,12 @@ impl Default for Withdrawals {
 
 impl Withdrawals {
     pub fn contains(&self, cluster: &str) -> bool {
-        self.clusters
-            .read()
-            .expect("withdrawals lock")
-            .contains(cluster)
+        self.clusters.read().contains(cluster)
     }
 
     /// Returns whether the set changed.
     pub(crate) fn set(&self, cluster: &str, withdrawn: bool) -> bool {
-        let mut clusters = self.clusters.write().expect("withdrawals lock");
+        let mut clusters = self.clusters.write();
         match withdrawn {
             true => clusters.insert(cluster.to_string()),
             false => clusters.remove(cluster),
@@ -223,7 +221,7 @@ impl Health {
     /// stay withdrawn until they heart-beat again; the others get a full grace period.
     fn load(&self) {
         let now = Instant::now();
-        let mut members = self.members.lock().expect("members lock");
+        let mut members = self.members.lock();
         for cluster in self.clusters.all() {
             let ready = !cluster
                 .status
@@ -261,7 +259,7 @@ impl Health {
             return false;
         }
         if self.blind.swap(false, SeqCst) {
-            let mut members = self.members.lock().expect("members lock");
+            let mut members = self.members.lock();
             for member in members.values_mut().filter(|m| m.ready) {
                 member.seen = Some(now);
             }
@@ -285,7 +283,7 @@ impl Health {
         let mut next: Option<Instant> = None;
         let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
         let writes = {
-            let mut members = self.members.lock().expect("members lock");
+            let mut members = self.members.lock();
             let clusters = self.clusters.all();
             let key_of = |c: &ManagedCluster| (c.namespace().unwrap_or_default(), c.name_any());
             // A member being deleted stays judged (and withdrawn, if it was) until its
@@ -368,7 +366,7 @@ impl Health {
                 self.publish(&id, ready);
             }
             let written = self.write_status(&cluster, ready, heartbeat).await;
-            let mut members = self.members.lock().expect("members lock");
+            let mut members = self.members.lock();
             match (written, members.get_mut(&key)) {
                 (Ok(()), Some(member)) => {
                     member.unwritten = false;
@@ -408,7 +406,7 @@ impl Health {
     }
 
     fn withdrawn_ids(&self) -> Vec<String> {
-        let members = self.members.lock().expect("members lock");
+        let members = self.members.lock();
         members
             .values()
             .filter(|m| !m.ready)

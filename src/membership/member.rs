@@ -5,7 +5,7 @@
 //! and everything it imported is removed.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -103,7 +104,7 @@ impl Member {
 
     /// The agent now running, if the member has joined.
     pub fn agent(&self) -> Option<Arc<Agent>> {
-        let running = self.running.lock().expect("running lock");
+        let running = self.running.lock();
         running.as_ref().map(|r| r.agent.clone())
     }
 
@@ -112,7 +113,7 @@ impl Member {
         if !self.listed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("the member's hub credentials have not been looked up yet".into());
         }
-        if self.evicted.lock().expect("evicted lock").is_some() {
+        if self.evicted.lock().is_some() {
             return Err("removed from the clusterset by the hub (its ManagedCluster and hub identity are gone): join again".into());
         }
         match self.agent() {
@@ -151,8 +152,8 @@ impl Member {
                     None => return,
                 },
                 () = self.removed.notified() => {
-                    let running = self.running.lock().expect("running lock").as_ref().map(|r| r.credentials.clone());
-                    *self.evicted.lock().expect("evicted lock") = running;
+                    let running = self.running.lock().as_ref().map(|r| r.credentials.clone());
+                    *self.evicted.lock() = running;
                     tracing::error!("the hub no longer knows this member: agent stopped, imports removed; join again");
                     self.stop().await;
                     continue;
@@ -195,14 +196,13 @@ impl Member {
         if self
             .running
             .lock()
-            .expect("running lock")
             .as_ref()
             .is_some_and(|r| r.credentials == credentials)
         {
             return;
         }
         {
-            let mut evicted = self.evicted.lock().expect("evicted lock");
+            let mut evicted = self.evicted.lock();
             if evicted.as_ref() == Some(&credentials) {
                 return;
             }
@@ -235,7 +235,7 @@ impl Member {
             interval: self.config.heartbeat,
             nodes: self.nodes.clone(),
         };
-        let replaced = self.running.lock().expect("running lock").take();
+        let replaced = self.running.lock().take();
         if let Some(replaced) = replaced {
             let mut replaced = replaced;
             replaced.tasks.stop().await; // two agents for one member never overlap
@@ -246,7 +246,7 @@ impl Member {
         ]);
         self.token_expiry
             .set(credentials.expires_at().map_or(0, |t| t.as_second()));
-        *self.running.lock().expect("running lock") = Some(Running {
+        *self.running.lock() = Some(Running {
             credentials,
             agent,
             tasks,
@@ -255,7 +255,7 @@ impl Member {
 
     /// The member left: the agent stops and its imports go.
     async fn stop(&self) {
-        let was = self.running.lock().expect("running lock").take();
+        let was = self.running.lock().take();
         let Some(was) = was else {
             return;
         };

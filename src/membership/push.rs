@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -35,6 +35,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -126,7 +127,7 @@ impl Push {
         if !self.synced.load(Ordering::SeqCst) {
             return Err("push mode: member Secrets not listed yet".into());
         }
-        let running = self.running.lock().expect("running lock");
+        let running = self.running.lock();
         running.values().try_for_each(|r| r.agent.readiness())
     }
 
@@ -158,7 +159,7 @@ impl Push {
                 Ok(watcher::Event::InitDone) => {
                     let present = listing.take().unwrap_or_default();
                     let gone: Vec<String> = {
-                        let wanted = self.wanted.lock().expect("wanted lock");
+                        let wanted = self.wanted.lock();
                         let known = wanted.keys();
                         known.filter(|n| !present.contains(n)).cloned().collect()
                     };
@@ -186,32 +187,23 @@ impl Push {
             .and_then(|d| d.get("kubeconfig"))
             .map(|b| b.0.clone())
             .unwrap_or_default();
-        self.wanted
-            .lock()
-            .expect("wanted lock")
-            .insert(name.clone(), kubeconfig);
+        self.wanted.lock().insert(name.clone(), kubeconfig);
         self.start(&name);
     }
 
     /// Enrols the member of Secret `name` in the background, unless it runs with the
     /// Secret's kubeconfig already or is being enrolled.
     fn start(self: &Arc<Self>, name: &str) {
-        let Some(kubeconfig) = self.wanted.lock().expect("wanted lock").get(name).cloned() else {
+        let Some(kubeconfig) = self.wanted.lock().get(name).cloned() else {
             return;
         };
         let current = {
-            let running = self.running.lock().expect("running lock");
+            let running = self.running.lock();
             running
                 .get(name)
                 .is_some_and(|r| r.kubeconfig == kubeconfig)
         };
-        if current
-            || !self
-                .enrolling
-                .lock()
-                .expect("enrolling lock")
-                .insert(name.into())
-        {
+        if current || !self.enrolling.lock().insert(name.into()) {
             return;
         }
         let (this, name) = (self.clone(), name.to_string());
@@ -223,7 +215,7 @@ impl Push {
                 ))
             });
             this.enrolled(&name, kubeconfig, result).await;
-            this.enrolling.lock().expect("enrolling lock").remove(&name);
+            this.enrolling.lock().remove(&name);
         });
     }
 
@@ -234,12 +226,7 @@ impl Push {
             Ok(enrolled) => enrolled,
             Err(error) => {
                 let error = format!("{error:#}");
-                if self
-                    .failing
-                    .lock()
-                    .expect("failing lock")
-                    .insert(name.into())
-                {
+                if self.failing.lock().insert(name.into()) {
                     tracing::warn!(secret = %name, %error, "push mode: cannot enrol the member; trying again every {RESYNC:?}");
                 } else {
                     tracing::debug!(secret = %name, %error, "push mode: cannot enrol the member yet");
@@ -247,12 +234,12 @@ impl Push {
                 return;
             }
         };
-        let still_wanted = self.wanted.lock().expect("wanted lock").get(name) == Some(&kubeconfig);
+        let still_wanted = self.wanted.lock().get(name) == Some(&kubeconfig);
         if !still_wanted {
             return; // changed or gone meanwhile: the next enrolment or the resync sees to it
         }
-        self.failing.lock().expect("failing lock").remove(name);
-        let replaced = self.running.lock().expect("running lock").remove(name);
+        self.failing.lock().remove(name);
+        let replaced = self.running.lock().remove(name);
         if let Some(mut old) = replaced {
             // Two agents for one member never overlap.
             old.tasks.stop().await;
@@ -264,10 +251,7 @@ impl Push {
         }
         let cluster = enrolled.agent.cluster().to_string();
         let running = self.launch(kubeconfig, enrolled);
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(name.to_string(), running);
+        self.running.lock().insert(name.to_string(), running);
         tracing::info!(secret = %name, %cluster, "push mode: member enrolled, agent and heartbeat started");
     }
 
@@ -415,9 +399,9 @@ impl Push {
 
     /// Secret `name` is gone: the member leaves.
     async fn leave(&self, name: &str) {
-        self.wanted.lock().expect("wanted lock").remove(name);
-        self.failing.lock().expect("failing lock").remove(name);
-        let was = self.running.lock().expect("running lock").remove(name);
+        self.wanted.lock().remove(name);
+        self.failing.lock().remove(name);
+        let was = self.running.lock().remove(name);
         if let Some(mut was) = was {
             was.tasks.stop().await;
             self.retire(name, was);
@@ -464,7 +448,7 @@ impl Push {
         };
         let secret_of = |c: &ManagedCluster| c.labels().get(PUSH_SECRET_LABEL).cloned();
         let departed: Vec<&ManagedCluster> = {
-            let wanted = self.wanted.lock().expect("wanted lock");
+            let wanted = self.wanted.lock();
             enrolled
                 .iter()
                 .filter(|c| secret_of(c).is_some_and(|s| !wanted.contains_key(&s)))
@@ -474,7 +458,7 @@ impl Push {
             self.delete_cluster(cluster).await;
         }
         let lost: Vec<Running> = {
-            let mut running = self.running.lock().expect("running lock");
+            let mut running = self.running.lock();
             let lost: Vec<String> = running
                 .iter()
                 .filter(|(name, r)| {
@@ -492,13 +476,7 @@ impl Push {
             tracing::warn!(cluster = %was.agent.cluster(), "push mode: the member's ManagedCluster was deleted; enrolling it again");
             was.tasks.stop().await;
         }
-        let names: Vec<String> = self
-            .wanted
-            .lock()
-            .expect("wanted lock")
-            .keys()
-            .cloned()
-            .collect();
+        let names: Vec<String> = self.wanted.lock().keys().cloned().collect();
         for name in names {
             self.start(&name);
         }
@@ -566,10 +544,7 @@ impl prometheus::core::Collector for MemberMetrics {
         };
         let agents: Vec<Arc<Agent>> = {
             // A scrape must not fail for a panic elsewhere.
-            let running = push
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let running = push.running.lock();
             running.values().map(|r| r.agent.clone()).collect()
         };
         // The registry gathering this merges the families of the same name.

@@ -73,7 +73,7 @@ pub struct Registrar {
     queue: Arc<Queue<ServiceKey>>,
     metrics: MembershipMetrics,
     /// Requests with a timer set to bring them back when they are due for deletion.
-    timers: Arc<std::sync::Mutex<HashMap<String, jiff::Timestamp>>>,
+    timers: Arc<parking_lot::Mutex<HashMap<String, jiff::Timestamp>>>,
 }
 
 /// How long a request nobody answers is kept.
@@ -259,14 +259,14 @@ impl Registrar {
         }
         // One timer per request, unless it is now due sooner (answered since).
         let name = request.name_any();
-        let mut timers = self.timers.lock().expect("timers lock");
+        let mut timers = self.timers.lock();
         if timers.get(&name).is_none_or(|set| due < *set) {
             timers.insert(name.clone(), due);
             let wait = Duration::try_from(left).unwrap_or(keep);
             let (queue, timers) = (self.queue.clone(), self.timers.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
-                let mut timers = timers.lock().expect("timers lock");
+                let mut timers = timers.lock();
                 if timers.get(&name) == Some(&due) {
                     timers.remove(&name);
                 }

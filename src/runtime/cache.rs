@@ -5,7 +5,7 @@
 //! still reach the reconcilers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -13,6 +13,7 @@ use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
+use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -182,7 +183,7 @@ where
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        let inner = self.inner.read().expect("cache lock");
+        let inner = self.inner.read();
         inner
             .objects
             .get(&(namespace.to_string(), name.to_string()))
@@ -191,7 +192,7 @@ where
 
     /// The objects indexed under `key`, by namespace and name.
     pub fn by_key(&self, key: &ServiceKey) -> Vec<Arc<K>> {
-        let inner = self.inner.read().expect("cache lock");
+        let inner = self.inner.read();
         inner
             .by_key
             .get(key)
@@ -200,12 +201,12 @@ where
     }
 
     pub fn all(&self) -> Vec<Arc<K>> {
-        let inner = self.inner.read().expect("cache lock");
+        let inner = self.inner.read();
         inner.objects.values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.inner.read().expect("cache lock").objects.len()
+        self.inner.read().objects.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -294,7 +295,7 @@ where
     /// the deletion from coming back through [`Cache::remember`].
     fn deleted(&self, obj: &K) {
         let id = id_of(obj);
-        let mut inner = self.inner.write().expect("cache lock");
+        let mut inner = self.inner.write();
         let deleted = version(obj);
         let cached = inner.objects.get(&id).and_then(|c| version(c.as_ref()));
         if !matches!((cached, deleted), (Some(c), Some(d)) if c > d) {
@@ -314,7 +315,7 @@ where
 
     /// Drops an object this controller has just deleted, ahead of its watch event.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let mut inner = self.inner.write().expect("cache lock");
+        let mut inner = self.inner.write();
         inner.remove(self.index, &(namespace.to_string(), name.to_string()));
     }
 
@@ -325,7 +326,7 @@ where
     /// Returns None when it was not inserted, else the version it replaced.
     fn insert_newer(&self, obj: Arc<K>, remembered: bool) -> Option<Option<Arc<K>>> {
         let id = id_of(obj.as_ref());
-        let mut inner = self.inner.write().expect("cache lock");
+        let mut inner = self.inner.write();
         if let Some(new) = version(obj.as_ref()) {
             let have = inner
                 .objects
@@ -344,7 +345,7 @@ where
 
     /// Swaps in a fresh list; returns every version it replaced (gone or changed).
     fn replace(&self, fresh: HashMap<ObjectId, Arc<K>>) -> Vec<Arc<K>> {
-        let mut inner = self.inner.write().expect("cache lock");
+        let mut inner = self.inner.write();
         let old = std::mem::take(&mut inner.objects);
         inner.by_key.clear();
         let now = Instant::now();
@@ -442,7 +443,7 @@ mod tests {
         let web = ServiceKey::new("demo", "web");
         let api = ServiceKey::new("demo", "api");
         {
-            let mut inner = cache.inner.write().unwrap();
+            let mut inner = cache.inner.write();
             inner.insert(
                 by_label,
                 cm("demo", "a", "web"),

@@ -10,8 +10,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// Keys failing at once that each get their own warning.
 pub const WARN_LIMIT: usize = 10;
@@ -63,7 +64,7 @@ const RECOVERED_PRUNE_AT: usize = 1024;
 impl FailureLog {
     /// A failure of `key` (unique across the controllers sharing this log).
     pub fn failed(&self, key: &str, now: Instant) -> Line {
-        let mut s = self.state.lock().expect("failure log lock");
+        let mut s = self.state.lock();
         if !s.failing.insert(key.to_string()) {
             return Line::Quiet;
         }
@@ -101,7 +102,7 @@ impl FailureLog {
     /// A success; `key` is only built when some key is failing (successes are the
     /// common case and must stay cheap).
     pub fn succeeded(&self, key: impl FnOnce() -> String, now: Instant) -> Line {
-        let mut s = self.state.lock().expect("failure log lock");
+        let mut s = self.state.lock();
         if s.failing.is_empty() {
             return Line::Quiet;
         }

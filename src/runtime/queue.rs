@@ -7,9 +7,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 pub struct Queue<K> {
@@ -47,7 +48,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
     }
 
     pub fn add(&self, key: K) {
-        let mut s = self.state.lock().expect("queue lock");
+        let mut s = self.state.lock();
         if s.active.contains(&key) {
             s.again.insert(key);
         } else if s.queued.insert(key.clone()) {
@@ -59,7 +60,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
 
     /// Keys waiting or being worked on.
     pub fn len(&self) -> usize {
-        let s = self.state.lock().expect("queue lock");
+        let s = self.state.lock();
         s.queued.len() + s.active.len()
     }
 
@@ -71,7 +72,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
         loop {
             let wake = self.wake.notified();
             {
-                let mut s = self.state.lock().expect("queue lock");
+                let mut s = self.state.lock();
                 if let Some(key) = s.order.pop_front() {
                     s.queued.remove(&key);
                     s.active.insert(key.clone());
@@ -83,7 +84,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
     }
 
     fn done(self: &Arc<Self>, key: K, ok: bool) {
-        let mut s = self.state.lock().expect("queue lock");
+        let mut s = self.state.lock();
         s.active.remove(&key);
         let again = s.again.remove(&key);
         if ok {
