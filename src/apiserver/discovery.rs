@@ -119,7 +119,8 @@ pub fn openapi_root(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
     for (group, versions) in registry.group_versions() {
         for v in versions {
-            let url = openapi_url(&group, &v, &openapi_hash(registry, &group, &v));
+            let hash = fingerprint(&served(registry, &group, &v), &v);
+            let url = openapi_url(&group, &v, &hash);
             paths.insert(openapi_key(&group, &v), json!({"serverRelativeURL": url}));
         }
     }
@@ -140,14 +141,8 @@ pub fn openapi_url(group: &str, version: &str, hash: &str) -> String {
     format!("/openapi/v3/{}?hash={hash}", openapi_key(group, version))
 }
 
-/// The hash of the current document of `group`/`version`: its URL in the root, and
-/// its ETag.
-pub fn openapi_hash(registry: &Registry, group: &str, version: &str) -> String {
-    fingerprint(&served(registry, group, version), version)
-}
-
-/// The types serving `group`/`version`.
-fn served(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
+/// The types serving `group`/`version`: what its document is built from.
+pub fn served(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
     registry
         .all()
         .into_iter()
@@ -155,11 +150,13 @@ fn served(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceTy
         .collect()
 }
 
-/// A hash of everything a group version's document is built from: far cheaper than
-/// the document, whose built-in schemas run to hundreds of kilobytes.
-fn fingerprint(types: &[Arc<ResourceType>], version: &str) -> String {
+/// The hash of the document of `types` at `version`: its URL in the root, and its
+/// ETag. It hashes what the document is built from, far cheaper than the document
+/// (built-in schemas run to hundreds of kilobytes): the custom resources' schemas,
+/// and the built-in documents as this build makes them.
+pub fn fingerprint(types: &[Arc<ResourceType>], version: &str) -> String {
     let mut h = DefaultHasher::new();
-    env!("CARGO_PKG_VERSION").hash(&mut h);
+    built_in_documents().hash(&mut h);
     for t in types {
         (&t.kind, &t.plural, t.namespaced, t.builtin).hash(&mut h);
         if let Some(schema) = t.version(version).and_then(|v| v.schema.as_deref()) {
@@ -169,8 +166,25 @@ fn fingerprint(types: &[Arc<ResourceType>], version: &str) -> String {
     format!("{:016X}", h.finish())
 }
 
-pub fn openapi_document(registry: &Registry, group: &str, version: &str) -> Value {
-    let types = served(registry, group, version);
+/// A hash of every built-in group version's document, made once: it changes with
+/// the code that makes the documents, which the version number does not follow.
+fn built_in_documents() -> u64 {
+    static HASH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| {
+        let registry = Registry::new(super::builtin::builtin_types());
+        let mut h = DefaultHasher::new();
+        for (group, versions) in registry.group_versions() {
+            for v in versions {
+                let types = served(&registry, &group, &v);
+                openapi_document(&types, &v).to_string().hash(&mut h);
+            }
+        }
+        h.finish()
+    })
+}
+
+/// The document of `types`, which serve one group version.
+pub fn openapi_document(types: &[Arc<ResourceType>], version: &str) -> Value {
     let paths: serde_json::Map<String, Value> = types
         .iter()
         .map(|t| {
@@ -182,7 +196,7 @@ pub fn openapi_document(registry: &Registry, group: &str, version: &str) -> Valu
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1)},
         "paths": paths,
-        "components": {"schemas": component_schemas(&types, version)},
+        "components": {"schemas": component_schemas(types, version)},
     })
 }
 

@@ -150,19 +150,19 @@ fn openapi_v3(
     version: &str,
     asked: Option<&String>,
 ) -> ApiResult<Response> {
-    let served = registry
-        .group_versions()
-        .iter()
-        .any(|(g, vs)| g == group && vs.iter().any(|v| v == version));
-    if !served {
+    let types = discovery::served(registry, group, version);
+    if types.is_empty() {
         return Err(ApiError::not_found_path());
     }
-    let hash = discovery::openapi_hash(registry, group, version);
+    // One read of the registry for both: a document must never be cached under a
+    // hash that is not its own.
+    let hash = discovery::fingerprint(&types, version);
+    let asked = asked.filter(|a| !a.is_empty());
     if asked.is_some_and(|asked| *asked != hash) {
         let current = discovery::openapi_url(group, version, &hash);
         return Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, current)]).into_response());
     }
-    let document = discovery::openapi_document(registry, group, version);
+    let document = discovery::openapi_document(&types, version);
     let mut response = json_response(StatusCode::OK, &document);
     let headers = response.headers_mut();
     let etag = format!("\"{hash}\"")

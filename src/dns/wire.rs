@@ -69,11 +69,9 @@ pub fn respond(
     {
         return Some(finish(response, ResponseCode::Refused, qtype, max));
     }
-    let answer = zone
-        .read()
-        // A writer that panicked leaves the zone as it was before or after one
-        // service's change: still worth answering from.
-        .resolve(question.name(), question.query_type());
+    // A writer that panicked left the zone as it was before or after one service's
+    // change (the lock is not poisoned): still worth answering from.
+    let answer = zone.read().resolve(question.name(), question.query_type());
     response.metadata.authoritative = answer.authoritative;
     response.answers = answer.answers;
     response.authorities = answer.authority;

@@ -543,7 +543,6 @@ impl prometheus::core::Collector for MemberMetrics {
             return Vec::new();
         };
         let agents: Vec<Arc<Agent>> = {
-            // A scrape must not fail for a panic elsewhere.
             let running = push.running.lock();
             running.values().map(|r| r.agent.clone()).collect()
         };
