@@ -165,6 +165,9 @@ enum Command {
         /// Name of the cluster and context in the kubeconfig.
         #[arg(long, default_value = "clusterset")]
         name: String,
+        /// How long an Event lives after its last write.
+        #[arg(long, default_value = "1h", value_parser = clusterset::roles::parse_duration)]
+        event_ttl: std::time::Duration,
     },
 }
 
@@ -515,11 +518,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             service_cidrs,
             name,
+            event_ttl,
         } => {
             let config = Config {
                 listen,
                 service_cidrs,
                 data_dir,
+                event_ttl,
                 ..Config::default()
             };
             let server = ApiServer::start(config).await?;

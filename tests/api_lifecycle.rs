@@ -10,8 +10,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
-    PostParams, Preconditions, WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, Preconditions, WatchEvent, WatchParams,
 };
 use kube::core::Status;
 use serde_json::{json, Value};
@@ -516,4 +516,61 @@ async fn an_invalid_crd_is_refused() {
         "{}",
         e.message
     );
+}
+
+/// Events live for the server's event TTL after their last write (kube-apiserver's
+/// `--event-ttl`), in both views of them; nothing else expires.
+#[tokio::test]
+async fn events_expire_after_their_ttl() {
+    let t = TestServer::with_config(clusterset::apiserver::Config {
+        event_ttl: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(t.client.clone(), "default");
+    let modern: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(t.client.clone(), "default");
+    let configs: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    let pp = PostParams::default();
+    let involved = json!({"kind": "ConfigMap", "namespace": "default", "name": "settings"});
+    core.create(
+        &pp,
+        &serde_json::from_value(json!({
+        "metadata": {"name": "settings.1"}, "involvedObject": involved,
+        "reason": "Changed", "message": "it changed", "type": "Normal"}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    modern
+        .create(
+            &pp,
+            &serde_json::from_value(json!({
+        "metadata": {"name": "settings.2"}, "regarding": involved,
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "test",
+        "reportingInstance": "test-1", "action": "Change",
+        "reason": "Changed", "note": "it changed", "type": "Normal"}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    configs
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "settings"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually("both events expired", Duration::from_secs(20), || async {
+        let left = core.list(&ListParams::default()).await.unwrap().items.len()
+            + modern
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len();
+        (left == 0).then_some(())
+    })
+    .await;
+    assert!(configs.get_opt("settings").await.unwrap().is_some());
 }

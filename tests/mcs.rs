@@ -426,6 +426,36 @@ async fn validation_type_mapping_and_bad_names() {
         vec!["IPv4"],
         "ipFamilies always filled"
     );
+    // Its story is told in events, which `kubectl describe` shows.
+    set.export_condition("member-1", "demo", "db", "Ready", "True", "Exported")
+        .await;
+    let told = [
+        ("Warning", "NoService"),
+        ("Normal", "Valid"),
+        ("Normal", "Exported"),
+    ];
+    eventually("the export's events", WAIT, || async {
+        let out = set.kubectl(
+            "member-1",
+            &["-n", "demo", "describe", "serviceexport", "db"],
+        );
+        let events = out
+            .split("\nEvents:")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let rows: Vec<Vec<String>> = events
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect();
+        let seen = |(type_, reason): &(&str, &str)| {
+            rows.iter().any(|r| {
+                r.len() > 4 && r[0] == *type_ && r[1] == *reason && r[3] == "clusterset-agent"
+            })
+        };
+        told.iter().all(seen).then_some(())
+    })
+    .await;
     set.wait_endpoints("member-2", "demo", "db", "are the two pods", |e| {
         e.len() == 2
     })

@@ -1,8 +1,9 @@
 //! Controllers inside the server, each following the store's change history like any
 //! watch client: garbage collection by ownerReferences and namespace deletion.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -13,12 +14,18 @@ use super::registry::ResourceType;
 use super::resources::{DeleteOptions, PatchKind, State, Subresource, WriteOptions};
 use super::store::{EventType, GroupResource, StoreError};
 
-pub fn spawn(state: Arc<State>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    state: Arc<State>,
+    stop: watch::Receiver<bool>,
+    event_ttl: Duration,
+) -> Vec<JoinHandle<()>> {
     let gc = GarbageCollector::default();
     let ns = NamespaceController::default();
+    let events = EventExpiry::new(event_ttl);
     vec![
         tokio::spawn(follow(state.clone(), stop.clone(), gc)),
-        tokio::spawn(follow(state, stop, ns)),
+        tokio::spawn(follow(state.clone(), stop.clone(), ns)),
+        tokio::spawn(follow(state, stop, events)),
     ]
 }
 
@@ -399,6 +406,73 @@ fn remove_finalizer(state: &State, node: &Node, finalizer: &str) {
             {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
         ]),
     );
+}
+
+/// Deletes each Event `ttl` after its last write, as kube-apiserver does with its
+/// `--event-ttl` (an hour): however chatty the controllers, events do not pile up.
+struct EventExpiry {
+    ttl: Duration,
+    /// The expiry of every Event, by where it lives.
+    expiries: HashMap<(GroupResource, String, String), Instant>,
+    /// The same, oldest first (every write gets the same TTL). An entry superseded by
+    /// a later write of its Event is skipped.
+    queue: VecDeque<(Instant, (GroupResource, String, String))>,
+}
+
+impl EventExpiry {
+    fn new(ttl: Duration) -> Self {
+        EventExpiry {
+            ttl,
+            expiries: HashMap::new(),
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+/// Both views of Events: core/v1 and events.k8s.io/v1.
+fn is_event(gr: &GroupResource) -> bool {
+    gr.resource == "events" && (gr.group.is_empty() || gr.group == "events.k8s.io")
+}
+
+impl Follower for EventExpiry {
+    fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]) {
+        if !is_event(gr) {
+            return;
+        }
+        let key = (gr.clone(), namespace.to_string(), header(object).name);
+        if kind == EventType::Deleted {
+            self.expiries.remove(&key);
+        } else {
+            let at = Instant::now() + self.ttl;
+            self.expiries.insert(key.clone(), at);
+            self.queue.push_back((at, key));
+        }
+    }
+
+    fn reconcile(&mut self, state: &State) {
+        let now = Instant::now();
+        while self.queue.front().is_some_and(|(at, _)| *at <= now) {
+            let (at, key) = self.queue.pop_front().expect("checked above");
+            if self.expiries.get(&key) == Some(&at) {
+                self.expiries.remove(&key);
+                let (gr, namespace, name) = key;
+                delete(
+                    state,
+                    &Node {
+                        gr,
+                        namespace,
+                        name,
+                    },
+                    None,
+                );
+            }
+        }
+    }
+
+    /// While any Event lives: a server nobody writes to must still let them go.
+    fn wants_retry(&self) -> bool {
+        !self.expiries.is_empty()
+    }
 }
 
 /// Empties a terminating namespace, then removes it.

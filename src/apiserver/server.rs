@@ -47,6 +47,8 @@ pub struct Config {
     /// Simulated nodes, scheduler, kubelets and workload controllers, which make
     /// the server behave like a real member cluster (`clusterset local up`).
     pub simulate: Option<SimConfig>,
+    /// How long an Event lives after its last write (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             tls: None,
             auth: None,
             simulate: None,
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -114,7 +117,7 @@ impl ApiServer {
             stopping: not_serving,
             auth: auth.clone(),
         });
-        let mut tasks = controllers::spawn(state.clone(), stopped.clone());
+        let mut tasks = controllers::spawn(state.clone(), stopped.clone(), config.event_ttl);
         if let Some(auth) = &auth {
             let follower = PolicyFollower::new(auth.clone());
             tasks.push(tokio::spawn(controllers::follow(

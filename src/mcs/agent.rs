@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
-use super::conditions::{condition, unchanged};
+use super::conditions::{condition, noteworthy, unchanged};
 use super::endpoints::{self, is_imported};
 use super::hub::{endpoint_key, import_key, record_key, EXPORTED_AT};
 use super::imports::{derived_name, derived_service, owner, service_import, DERIVED_SERVICE};
@@ -34,6 +34,7 @@ use crate::api::records::{
     ExportRecordSpec, ImportRecord, SHARED_NAMESPACE,
 };
 use crate::runtime::cache::own_key;
+use crate::runtime::events::Recorder;
 use crate::runtime::{self, Cache, Queue, ServiceKey};
 
 /// The field manager of everything the agent writes.
@@ -54,6 +55,8 @@ pub struct Agent {
     endpoint_records: Arc<Cache<EndpointRecord>>,
     export_queue: Arc<Queue<ServiceKey>>,
     import_queue: Arc<Queue<ServiceKey>>,
+    /// Events on the member's ServiceExports when their conditions change.
+    events: Recorder,
     pub metrics: Metrics,
 }
 
@@ -92,6 +95,7 @@ fn derived_owner(svc: &Service) -> Option<ServiceKey> {
 impl Agent {
     pub fn new(member: Client, hub: Client, cluster: String, metrics: Metrics) -> Arc<Self> {
         Arc::new(Agent {
+            events: Recorder::new(member.clone(), MANAGER, &cluster),
             member,
             hub,
             hub_namespace: hub_namespace(&cluster),
@@ -382,9 +386,17 @@ impl Agent {
             .write_status(&api, MANAGER, &key.name, &status)
             .await
         {
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other.map(|_| ()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            other => other.map(|_| ())?,
         }
+        for c in &wanted {
+            if let Some(type_) = noteworthy(&existing, c) {
+                self.events
+                    .publish(export.as_ref(), type_, &c.reason, &c.message)
+                    .await;
+            }
+        }
+        Ok(())
     }
 
     /// `Ready` and `Conflict` of a valid export, from what the hub made of its record.

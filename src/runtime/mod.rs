@@ -3,6 +3,7 @@
 //! the HTTP endpoints a long-running role serves (`/metrics`, `/healthz`, `/readyz`).
 
 pub mod cache;
+pub mod events;
 pub mod failure_log;
 pub mod probes;
 pub mod queue;
