@@ -1,7 +1,7 @@
 //! Controllers inside the server, each following the store's change history like any
 //! watch client: garbage collection by ownerReferences and namespace deletion.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ pub(crate) trait Follower: Send + 'static {
     fn wants_retry(&self) -> bool {
         false
     }
+    /// Called before every object is observed again as `Added`: at the start, and
+    /// after the follower fell behind the store's history.
+    fn relisting(&mut self) {}
 }
 
 /// How many changes are observed between two looks at the history.
@@ -57,12 +60,7 @@ pub(crate) async fn follow(
 ) {
     let mut changes = state.store.subscribe();
     changes.borrow_and_update();
-    let mut last = state.store.current_rv();
-    for gr in state.store.resources() {
-        for ((ns, _), stored) in state.store.list(&gr, None, None).1 {
-            f.observe(&gr, &ns, EventType::Added, &stored.json);
-        }
-    }
+    let mut last = list_to(&state, &mut f);
     f.reconcile(&state);
     loop {
         changes.borrow_and_update();
@@ -80,8 +78,13 @@ pub(crate) async fn follow(
                 f.reconcile(&state);
             }
             Err(StoreError::Gone { oldest, .. }) => {
-                tracing::warn!(oldest, "controller fell behind the store history; resuming");
-                last = state.store.current_rv();
+                // What changed in between is gone from the history: look at everything.
+                tracing::warn!(
+                    oldest,
+                    "controller fell behind the store history; relisting"
+                );
+                last = list_to(&state, &mut f);
+                f.reconcile(&state);
             }
             Err(_) => {}
         }
@@ -92,6 +95,18 @@ pub(crate) async fn follow(
             _ = tokio::time::sleep(RETRY_AFTER), if retry => {}
         }
     }
+}
+
+/// Shows `f` every object as `Added`; the resourceVersion to follow the history from.
+fn list_to(state: &State, f: &mut impl Follower) -> u64 {
+    f.relisting();
+    let from = state.store.current_rv();
+    for gr in state.store.resources() {
+        for ((ns, _), stored) in state.store.list(&gr, None, None).1 {
+            f.observe(&gr, &ns, EventType::Added, &stored.json);
+        }
+    }
+    from
 }
 
 fn controller_opts() -> WriteOptions {
@@ -339,7 +354,7 @@ fn delete(state: &State, node: &Node, propagation: Option<&str>) {
     };
     if let Err(e) = state.delete(&rt, &node.namespace, &node.name, &opts) {
         if e.code != 404 {
-            tracing::warn!(error = %e, name = %node.name, "garbage collector could not delete a dependent");
+            tracing::warn!(error = %e, name = %node.name, "a controller could not delete an object");
         }
     }
 }
@@ -412,19 +427,30 @@ fn remove_finalizer(state: &State, node: &Node, finalizer: &str) {
 /// `--event-ttl` (an hour): however chatty the controllers, events do not pile up.
 struct EventExpiry {
     ttl: Duration,
-    /// The expiry of every Event, by where it lives.
-    expiries: HashMap<(GroupResource, String, String), Instant>,
-    /// The same, oldest first (every write gets the same TTL). An entry superseded by
-    /// a later write of its Event is skipped.
-    queue: VecDeque<(Instant, (GroupResource, String, String))>,
+    /// When each Event expires, by where it lives.
+    expiries: HashMap<EventKey, Instant>,
+    /// The same, soonest first.
+    queue: BTreeSet<(Instant, EventKey)>,
+    /// Objects now observed are listed, not written now: their last write is read
+    /// from their timestamps (after a restart, an Event keeps the life it had left).
+    listing: bool,
 }
+
+type EventKey = (GroupResource, String, String);
 
 impl EventExpiry {
     fn new(ttl: Duration) -> Self {
         EventExpiry {
             ttl,
             expiries: HashMap::new(),
-            queue: VecDeque::new(),
+            queue: BTreeSet::new(),
+            listing: false,
+        }
+    }
+
+    fn forget(&mut self, key: &EventKey) {
+        if let Some(at) = self.expiries.remove(key) {
+            self.queue.remove(&(at, key.clone()));
         }
     }
 }
@@ -434,44 +460,107 @@ fn is_event(gr: &GroupResource) -> bool {
     gr.resource == "events" && (gr.group.is_empty() || gr.group == "events.k8s.io")
 }
 
+/// The times an Event carries: the latest of them is about when it was last written.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct EventTimes {
+    metadata: TimesMeta,
+    last_timestamp: Option<String>,
+    deprecated_last_timestamp: Option<String>,
+    event_time: Option<String>,
+    series: Option<SeriesTimes>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct TimesMeta {
+    creation_timestamp: Option<String>,
+    managed_fields: Vec<ManagedTime>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ManagedTime {
+    time: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SeriesTimes {
+    last_observed_time: Option<String>,
+}
+
+/// When a listed Event expires: `ttl` after the latest time it carries, but never
+/// later than `ttl` from now (a time in the future is not believed).
+fn listed_expiry(object: &[u8], ttl: Duration, now: jiff::Timestamp, at_now: Instant) -> Instant {
+    let t: EventTimes = serde_json::from_slice(object).unwrap_or_default();
+    let times = [
+        t.metadata.creation_timestamp,
+        t.last_timestamp,
+        t.deprecated_last_timestamp,
+        t.event_time,
+        t.series.and_then(|s| s.last_observed_time),
+    ];
+    let managed = t.metadata.managed_fields.into_iter().map(|m| m.time);
+    let latest = times
+        .into_iter()
+        .chain(managed)
+        .flatten()
+        .filter_map(|s| s.parse::<jiff::Timestamp>().ok())
+        .max();
+    let age = latest
+        .and_then(|l| Duration::try_from(now.duration_since(l)).ok())
+        .unwrap_or_default();
+    at_now + ttl.saturating_sub(age)
+}
+
 impl Follower for EventExpiry {
     fn observe(&mut self, gr: &GroupResource, namespace: &str, kind: EventType, object: &[u8]) {
         if !is_event(gr) {
             return;
         }
         let key = (gr.clone(), namespace.to_string(), header(object).name);
+        self.forget(&key);
         if kind == EventType::Deleted {
-            self.expiries.remove(&key);
-        } else {
-            let at = Instant::now() + self.ttl;
-            self.expiries.insert(key.clone(), at);
-            self.queue.push_back((at, key));
+            return;
         }
+        let at = if self.listing {
+            listed_expiry(object, self.ttl, jiff::Timestamp::now(), Instant::now())
+        } else {
+            Instant::now() + self.ttl
+        };
+        self.expiries.insert(key.clone(), at);
+        self.queue.insert((at, key));
     }
 
     fn reconcile(&mut self, state: &State) {
+        self.listing = false;
         let now = Instant::now();
-        while self.queue.front().is_some_and(|(at, _)| *at <= now) {
-            let (at, key) = self.queue.pop_front().expect("checked above");
-            if self.expiries.get(&key) == Some(&at) {
-                self.expiries.remove(&key);
-                let (gr, namespace, name) = key;
-                delete(
-                    state,
-                    &Node {
-                        gr,
-                        namespace,
-                        name,
-                    },
-                    None,
-                );
-            }
+        while let Some((at, key)) = self.queue.first().cloned().filter(|(at, _)| *at <= now) {
+            self.queue.remove(&(at, key.clone()));
+            self.expiries.remove(&key);
+            let (gr, namespace, name) = key;
+            delete(
+                state,
+                &Node {
+                    gr,
+                    namespace,
+                    name,
+                },
+                None,
+            );
         }
     }
 
     /// While any Event lives: a server nobody writes to must still let them go.
     fn wants_retry(&self) -> bool {
-        !self.expiries.is_empty()
+        !self.queue.is_empty()
+    }
+
+    fn relisting(&mut self) {
+        self.expiries.clear();
+        self.queue.clear();
+        self.listing = true;
     }
 }
 
@@ -535,5 +624,38 @@ impl Follower for NamespaceController {
                 self.empty_or_finalize(state, &ns);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_event_keeps_the_life_it_had_left() {
+        let ttl = Duration::from_secs(3600);
+        let now: jiff::Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
+        let at_now = Instant::now();
+        let life =
+            |event: Value| listed_expiry(event.to_string().as_bytes(), ttl, now, at_now) - at_now;
+        let created = |t: &str| json!({"metadata": {"creationTimestamp": t}});
+        assert_eq!(
+            life(created("2026-11-29T11:10:00Z")),
+            Duration::from_secs(600)
+        );
+        // The latest time counts: the count was raised five minutes ago.
+        let mut raised = created("2026-11-29T10:00:00Z");
+        raised["lastTimestamp"] = json!("2026-11-29T11:55:00Z");
+        assert_eq!(life(raised), Duration::from_secs(3300));
+        let mut series = created("2026-11-29T10:00:00Z");
+        series["series"] = json!({"count": 4, "lastObservedTime": "2026-11-29T11:30:00.000000Z"});
+        assert_eq!(life(series), Duration::from_secs(1800));
+        // Older than the TTL: it goes at once. No time, or one in the future: a full TTL.
+        assert_eq!(life(created("2026-11-28T00:00:00Z")), Duration::ZERO);
+        assert_eq!(life(json!({})), ttl);
+        assert_eq!(
+            life(json!({"eventTime": "2027-01-01T00:00:00.000000Z"})),
+            ttl
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! (`(x3 over 5m)` in `kubectl describe`) instead of adding another.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, EventSource};
@@ -16,6 +17,12 @@ use serde_json::json;
 /// How long a published event is counted into rather than written anew: client-go's
 /// aggregation window.
 const SERIES_WINDOW: Duration = Duration::from_secs(600);
+/// client-go's spam filter: each object may have 25 events at once, then one every
+/// five minutes, so a flapping object cannot flood the API server.
+const BURST: f64 = 25.0;
+const REFILL_EVERY: Duration = Duration::from_secs(300);
+/// An event is worth this long a wait, no longer: the reconcile that publishes it waits.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -39,6 +46,23 @@ pub struct Recorder {
     /// Which one of them: `source.host` and `reportingInstance`.
     instance: String,
     recent: Mutex<HashMap<Said, Written>>,
+    /// Each object's spam budget, by uid.
+    budgets: Mutex<HashMap<String, Budget>>,
+    /// Whether a refusal for lack of permission was logged (once is enough).
+    forbidden_logged: AtomicBool,
+}
+
+/// Tokens left, as of a time.
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn now(&self) -> f64 {
+        let refilled = self.at.elapsed().as_secs_f64() / REFILL_EVERY.as_secs_f64();
+        (self.tokens + refilled).min(BURST)
+    }
 }
 
 /// What was said about which object.
@@ -65,6 +89,8 @@ impl Recorder {
             component: component.into(),
             instance: instance.into(),
             recent: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
+            forbidden_logged: AtomicBool::new(false),
         }
     }
 
@@ -80,9 +106,46 @@ impl Recorder {
             reason: reason.into(),
             message: message.into(),
         };
-        if let Err(e) = self.count_or_write(object, said).await {
-            tracing::debug!(error = %e, reason, name = %object.name_any(), "could not publish an event");
+        if !self.spend(&said.uid) {
+            tracing::debug!(reason, name = %object.name_any(), "event dropped: too many for this object");
+            return;
         }
+        let outcome =
+            tokio::time::timeout(PUBLISH_TIMEOUT, self.count_or_write(object, said)).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(kube::Error::Api(s))) if s.code == 403 => {
+                if !self.forbidden_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(message = %s.message, "may not write events; none will be published (grant create and patch on events)");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, reason, name = %object.name_any(), "could not publish an event")
+            }
+            Err(_) => {
+                tracing::debug!(reason, name = %object.name_any(), "publishing an event timed out")
+            }
+        }
+    }
+
+    /// Takes one token from the object's budget, if it has one.
+    fn spend(&self, uid: &str) -> bool {
+        let mut budgets = self.budgets.lock();
+        // A full budget is the default: forgetting it keeps this small.
+        budgets.retain(|_, b| b.now() < BURST);
+        let tokens = budgets.get(uid).map_or(BURST, Budget::now);
+        if tokens < 1.0 {
+            return false;
+        }
+        let at = Instant::now();
+        budgets.insert(
+            uid.to_string(),
+            Budget {
+                tokens: tokens - 1.0,
+                at,
+            },
+        );
+        true
     }
 
     async fn count_or_write<K>(&self, object: &K, said: Said) -> Result<(), kube::Error>
@@ -173,8 +236,9 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
 
-    #[tokio::test]
-    async fn the_same_event_again_counts_into_the_first() {
+    /// A server (kept by the test while it runs), a ConfigMap in it to tell of, and a
+    /// recorder.
+    async fn setup() -> (crate::apiserver::ApiServer, Client, ConfigMap, Recorder) {
         let server = crate::apiserver::ApiServer::start(Default::default())
             .await
             .unwrap();
@@ -184,6 +248,12 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "settings"}})).unwrap();
         let cm = configs.create(&PostParams::default(), &cm).await.unwrap();
         let recorder = Recorder::new(client.clone(), "tester", "tester-1");
+        (server, client, cm, recorder)
+    }
+
+    #[tokio::test]
+    async fn the_same_event_again_counts_into_the_first() {
+        let (_server, client, cm, recorder) = setup().await;
         for _ in 0..3 {
             recorder
                 .publish(&cm, EventType::Warning, "Broken", "it broke")
@@ -234,5 +304,22 @@ mod tests {
             .collect();
         assert_eq!(broken.len(), 1);
         assert_eq!(broken[0].count, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_flapping_object_gets_no_more_than_its_budget() {
+        let (_server, client, cm, recorder) = setup().await;
+        for i in 0..40 {
+            let (type_, reason) = if i % 2 == 0 {
+                (EventType::Warning, "Down")
+            } else {
+                (EventType::Normal, "Up")
+            };
+            recorder.publish(&cm, type_, reason, "flap").await;
+        }
+        let events: Api<Event> = Api::namespaced(client, "default");
+        let listed = events.list(&Default::default()).await.unwrap().items;
+        let published: i32 = listed.iter().map(|e| e.count.unwrap_or(1)).sum();
+        assert_eq!(published, 25, "the burst, then nothing for five minutes");
     }
 }
