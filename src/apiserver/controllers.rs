@@ -630,6 +630,81 @@ impl Follower for NamespaceController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+
+    /// Records the ConfigMaps it sees; blocks on the first change after the start
+    /// until told to go on, so that the store's history moves past it meanwhile.
+    struct Slow {
+        seen: Arc<parking_lot::Mutex<HashSet<String>>>,
+        started: bool,
+        blocked: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+    }
+
+    impl Follower for Slow {
+        fn observe(&mut self, gr: &GroupResource, _: &str, kind: EventType, object: &[u8]) {
+            if gr.resource != "configmaps" || kind == EventType::Deleted {
+                return;
+            }
+            self.seen.lock().insert(header(object).name);
+            if self.started {
+                if let Some((blocked, go_on)) = self.blocked.take() {
+                    blocked.send(()).unwrap();
+                    go_on.recv().unwrap();
+                }
+            }
+        }
+
+        fn reconcile(&mut self, _: &State) {
+            self.started = true;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_follower_that_fell_behind_the_history_sees_everything_again() {
+        let server = crate::apiserver::ApiServer::start(crate::apiserver::Config {
+            history_limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let configs: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(server.client(), "default");
+        let create = |name: String| {
+            let configs = configs.clone();
+            async move {
+                let cm = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+                configs.create(&Default::default(), &cm).await.unwrap();
+            }
+        };
+        let seen = Arc::default();
+        let (blocked_tx, blocked) = mpsc::channel();
+        let (go_on, go_on_rx) = mpsc::channel();
+        let slow = Slow {
+            seen: Arc::clone(&seen),
+            started: false,
+            blocked: Some((blocked_tx, go_on_rx)),
+        };
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(follow(server.state.clone(), stopped, slow));
+        create("first".into()).await;
+        tokio::task::spawn_blocking(move || blocked.recv().unwrap())
+            .await
+            .unwrap();
+        // Fifty writes while the follower is stuck: far past the ten kept.
+        for i in 0..50 {
+            create(format!("later-{i}")).await;
+        }
+        go_on.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while seen.lock().len() < 51 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "saw {} of 51",
+                seen.lock().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     #[test]
     fn a_listed_event_keeps_the_life_it_had_left() {
