@@ -37,6 +37,8 @@ for ctx in member-2 member-3; do
   k --context "$ctx" wait serviceimport/web --for=jsonpath='{.status.conditions[?(@.type=="Ready")].status}'=True --timeout=30s
 done
 k --context member-1 get serviceexport web -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}){"\n"}{end}'
+k --context member-1 events --for serviceexport/web
+k --context member-1 explain serviceexport.status.conditions.reason
 k --context member-2 get serviceimport web
 k --context member-3 get endpointslices -l multicluster.kubernetes.io/service-name=web -o wide
 k --context member-1 apply -f examples/headless-db.yaml
