@@ -45,11 +45,30 @@ pub struct Recorder {
     component: String,
     /// Which one of them: `source.host` and `reportingInstance`.
     instance: String,
-    recent: Mutex<HashMap<Said, Written>>,
-    /// Each object's spam budget, by uid.
-    budgets: Mutex<HashMap<String, Budget>>,
+    memory: Mutex<Memory>,
     /// Whether a refusal for lack of permission was logged (once is enough).
     forbidden_logged: AtomicBool,
+}
+
+/// What the recorder remembers of what it said.
+struct Memory {
+    recent: HashMap<Said, Written>,
+    /// Each object's spam budget, by uid.
+    budgets: HashMap<String, Budget>,
+    pruned: Instant,
+}
+
+impl Memory {
+    /// Forgets what no longer matters (events past the window, full budgets), once a
+    /// minute: that keeps it as small as the recent past, at no cost per event.
+    fn prune(&mut self) {
+        if self.pruned.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.recent.retain(|_, w| w.at.elapsed() < SERIES_WINDOW);
+        self.budgets.retain(|_, b| b.now() < BURST);
+        self.pruned = Instant::now();
+    }
 }
 
 /// Tokens left, as of a time.
@@ -88,8 +107,11 @@ impl Recorder {
             client,
             component: component.into(),
             instance: instance.into(),
-            recent: Mutex::new(HashMap::new()),
-            budgets: Mutex::new(HashMap::new()),
+            memory: Mutex::new(Memory {
+                recent: HashMap::new(),
+                budgets: HashMap::new(),
+                pruned: Instant::now(),
+            }),
             forbidden_logged: AtomicBool::new(false),
         }
     }
@@ -130,15 +152,14 @@ impl Recorder {
 
     /// Takes one token from the object's budget, if it has one.
     fn spend(&self, uid: &str) -> bool {
-        let mut budgets = self.budgets.lock();
-        // A full budget is the default: forgetting it keeps this small.
-        budgets.retain(|_, b| b.now() < BURST);
-        let tokens = budgets.get(uid).map_or(BURST, Budget::now);
+        let mut memory = self.memory.lock();
+        memory.prune();
+        let tokens = memory.budgets.get(uid).map_or(BURST, Budget::now);
         if tokens < 1.0 {
             return false;
         }
         let at = Instant::now();
-        budgets.insert(
+        memory.budgets.insert(
             uid.to_string(),
             Budget {
                 tokens: tokens - 1.0,
@@ -180,19 +201,18 @@ impl Recorder {
 
     /// The Event that said this within the window: its namespace, name and count.
     fn earlier(&self, said: &Said) -> Option<(String, String, i32)> {
-        let recent = self.recent.lock();
-        let w = recent
+        let memory = self.memory.lock();
+        let w = memory
+            .recent
             .get(said)
             .filter(|w| w.at.elapsed() < SERIES_WINDOW)?;
         Some((w.namespace.clone(), w.name.clone(), w.count))
     }
 
     fn remember(&self, said: Said, namespace: String, name: String, count: i32) {
-        let mut recent = self.recent.lock();
-        // Forgetting what is past the window keeps this as small as the recent past.
-        recent.retain(|_, w| w.at.elapsed() < SERIES_WINDOW);
+        let mut memory = self.memory.lock();
         let at = Instant::now();
-        recent.insert(
+        memory.recent.insert(
             said,
             Written {
                 namespace,
