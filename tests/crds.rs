@@ -248,12 +248,7 @@ async fn kubectl_uses_the_generated_mcs_crds() {
     let t = TestServer::start().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     t.kubectl_ok(&["apply", "-f", dir.to_str().unwrap()]);
-    t.kubectl_ok(&[
-        "wait",
-        "--for=condition=established",
-        "crd/serviceimports.multicluster.x-k8s.io",
-        "--timeout=10s",
-    ]);
+    t.wait_established("serviceimports.multicluster.x-k8s.io");
     let import = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\nmetadata: {name: web}\nspec: {type: Headless, ports: [{port: 80, protocol: TCP}]}\n";
     let out = t.apply_yaml(import, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -280,12 +275,7 @@ async fn a_service_export_needs_no_spec() {
     let t = TestServer::start().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     t.kubectl_ok(&["apply", "-f", dir.to_str().unwrap()]);
-    t.kubectl_ok(&[
-        "wait",
-        "--for=condition=established",
-        "crd/serviceexports.multicluster.x-k8s.io",
-        "--timeout=10s",
-    ]);
+    t.wait_established("serviceexports.multicluster.x-k8s.io");
     let out = t.apply_yaml(
         "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata: {name: web}\n",
         &[],

@@ -207,12 +207,7 @@ async fn upstream_mcs_crds_install_and_print_their_columns() {
     let t = TestServer::start().await;
     let dir = upstream_crds_dir();
     t.kubectl_ok(&["apply", "-f", dir.to_str().unwrap()]);
-    t.kubectl_ok(&[
-        "wait",
-        "--for=condition=established",
-        "crd/serviceimports.multicluster.x-k8s.io",
-        "--timeout=10s",
-    ]);
+    t.wait_established("serviceimports.multicluster.x-k8s.io");
     let resources = t.kubectl_ok(&["api-resources", "--api-group=multicluster.x-k8s.io"]);
     for short in ["svcex", "svcim"] {
         assert!(resources.contains(short), "{resources}");
@@ -560,12 +555,7 @@ spec:
 async fn explain_describes_built_in_and_custom_kinds() {
     let t = TestServer::start().await;
     t.kubectl_ok(&["apply", "-f", upstream_crds_dir().to_str().unwrap()]);
-    t.kubectl_ok(&[
-        "wait",
-        "--for=condition=established",
-        "crd/serviceimports.multicluster.x-k8s.io",
-        "--timeout=10s",
-    ]);
+    t.wait_established("serviceimports.multicluster.x-k8s.io");
     // A built-in kind, through the schemas its fields refer to.
     let out = t.kubectl_ok(&["explain", "pods.spec.containers.ports"]);
     assert!(out.contains("KIND:       Pod"), "{out}");
@@ -598,12 +588,7 @@ async fn explain_describes_built_in_and_custom_kinds() {
     }
     // A changed CRD changes the document's hash: kubectl's cache does not hide it.
     t.apply_yaml(WIDGETS, &[]);
-    t.kubectl_ok(&[
-        "wait",
-        "--for=condition=established",
-        "crd/widgets.example.com",
-        "--timeout=10s",
-    ]);
+    t.wait_established("widgets.example.com");
     let out = t.kubectl_ok(&["explain", "widgets.spec"]);
     assert!(out.contains("How big the widget is."), "{out}");
     assert!(!out.contains("color"), "{out}");

@@ -76,11 +76,7 @@ const VERBS: [&str; 8] = [
 ];
 
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let types: Vec<_> = registry
-        .all()
-        .into_iter()
-        .filter(|t| t.group == group && t.version(version).is_some())
-        .collect();
+    let types = served(registry, group, version);
     if types.is_empty() {
         return None;
     }

@@ -105,6 +105,17 @@ impl TestServer {
         out.stdout
     }
 
+    /// Waits (kubectl wait, 10 s) until the CRD named `crd` is Established.
+    pub fn wait_established(&self, crd: &str) {
+        let target = format!("crd/{crd}");
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=established",
+            &target,
+            "--timeout=10s",
+        ]);
+    }
+
     pub fn apply_yaml(&self, yaml: &str, extra: &[&str]) -> Output {
         let mut args = vec!["apply", "-f", "-"];
         args.extend_from_slice(extra);
